@@ -1,0 +1,1 @@
+"""The gateway agent: dials out to the control plane and relays its requests to MAAS."""

@@ -1,0 +1,49 @@
+"""``pcg-sim``: one command, one sub-command per simulator.
+
+Each sub-command lives in its own module, which provides ``register(subparsers)`` to add its
+parser and sets ``func`` (``args -> int``) as the parser default. Modules are imported only
+when they exist, so a simulator can land on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: sub-command name -> module that registers it
+SUBCOMMANDS: dict[str, str] = {
+    "hub": "protocol.simulator.hub",
+    "maas": "protocol.simulator.maas.cli",
+    "palette": "protocol.simulator.palette.cli",
+    "nat": "protocol.simulator.nat.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcg-sim",
+        description="Simulators for testing the gateway on one machine.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in SUBCOMMANDS.values():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that simulator has not landed yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
