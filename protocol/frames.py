@@ -1,0 +1,398 @@
+"""Frames: what travels in a websocket binary message (PROTOCOL.md §2-§3).
+
+A message is one or more frames back to back; each frame is one msgpack array whose first two
+elements are the frame type and the stream id. :func:`encode` turns a frame into bytes and
+:func:`decode_message` turns one message back into frames, raising
+:class:`~protocol.exceptions.FrameDecodeError` (and nothing else) on any malformed input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import msgpack
+
+from protocol.codes import ErrorCode, FrameType
+from protocol.exceptions import FrameDecodeError, RemoteProtocolError
+
+__all__ = [
+    "Accept",
+    "Data",
+    "ErrorCode",
+    "Fin",
+    "Frame",
+    "FrameType",
+    "GoAway",
+    "Hello",
+    "Open",
+    "Ping",
+    "Pong",
+    "Reset",
+    "Settings",
+    "Window",
+    "decode_message",
+    "encode",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: Largest value of a window, an increment or a stream id (2**31 - 1), PROTOCOL.md §6.
+MAX_WINDOW = 2**31 - 1
+MAX_STREAM_ID = 2**31 - 1
+#: PING and PONG carry at most this many opaque bytes (§7).
+MAX_PING_PAYLOAD = 64
+#: Bytes a frame may add around a DATA payload; max_message_size must leave room for it.
+FRAME_OVERHEAD = 32
+
+MetadataValue: TypeAlias = str | int | float | bool | bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What one side accepts from its peer, announced in HELLO (PROTOCOL.md §4.2)."""
+
+    #: credit the peer gets on each new stream, in DATA payload bytes
+    stream_window: int = 256 * KiB
+    #: credit the peer gets for the whole session
+    session_window: int = 16 * MiB
+    #: largest DATA payload in one frame
+    max_frame_size: int = 64 * KiB
+    #: largest websocket message
+    max_message_size: int = 1 * MiB
+    #: streams the peer may have open that the peer opened
+    max_streams: int = 4096
+    #: streams the peer opened that this side has not accepted or reset yet
+    max_pending_opens: int = 1024
+    #: largest msgpack encoding of an OPEN frame's metadata map
+    max_metadata_size: int = 4 * KiB
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid tunnel settings: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every rule of §4.2 these values break (empty when they are valid)."""
+        found = []
+        for name, low, high in (
+            ("stream_window", 1 * KiB, MAX_WINDOW),
+            ("session_window", 1 * KiB, MAX_WINDOW),
+            ("max_frame_size", 1 * KiB, 16 * MiB),
+            ("max_message_size", 1 * KiB + FRAME_OVERHEAD, 64 * MiB),
+            ("max_streams", 1, 2**20),
+            ("max_pending_opens", 1, 2**20),
+            ("max_metadata_size", 256, 1 * MiB),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                found.append(f"{name}={value!r} is outside {low}..{high}")
+        if not found and self.max_message_size < self.max_frame_size + FRAME_OVERHEAD:
+            found.append(
+                f"max_message_size={self.max_message_size} must be at least "
+                f"max_frame_size + {FRAME_OVERHEAD} = {self.max_frame_size + FRAME_OVERHEAD}"
+            )
+        return found
+
+    def to_wire(self) -> dict[str, int]:
+        return {
+            "stream_window": self.stream_window,
+            "session_window": self.session_window,
+            "max_frame_size": self.max_frame_size,
+            "max_message_size": self.max_message_size,
+            "max_streams": self.max_streams,
+            "max_pending_opens": self.max_pending_opens,
+            "max_metadata_size": self.max_metadata_size,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames (PROTOCOL.md §3). Field order in the dataclass is the order on the wire.
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Session start (§4). The client lists every version it speaks; the server exactly one."""
+
+    versions: tuple[int, ...]
+    capabilities: tuple[str, ...]
+    settings: Settings
+    info: Mapping[str, str] = field(default_factory=dict)
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    stream_id: int
+    metadata: Mapping[str, MetadataValue]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    stream_id: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fin:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    stream_id: int
+    code: ErrorCode
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Grant ``increment`` more bytes of credit; stream id 0 is the session window."""
+
+    stream_id: int
+    increment: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    payload: bytes
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    payload: bytes
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    code: ErrorCode
+    last_stream_id: int
+    retry_after_ms: int = 0
+    message: str = ""
+    stream_id: int = 0
+
+
+Frame: TypeAlias = Hello | Open | Accept | Data | Fin | Reset | Window | Ping | Pong | GoAway
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _pack(obj: object) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def encode(frame: Frame) -> bytes:
+    """The msgpack encoding of one frame (§3)."""
+    match frame:
+        case Data(stream_id, payload):
+            return _pack((FrameType.DATA, stream_id, payload))
+        case Window(stream_id, increment):
+            return _pack((FrameType.WINDOW, stream_id, increment))
+        case Open(stream_id, metadata):
+            return _pack((FrameType.OPEN, stream_id, dict(metadata)))
+        case Accept(stream_id):
+            return _pack((FrameType.ACCEPT, stream_id))
+        case Fin(stream_id):
+            return _pack((FrameType.FIN, stream_id))
+        case Reset(stream_id, code, message):
+            return _pack((FrameType.RESET, stream_id, int(code), message))
+        case Ping(payload):
+            return _pack((FrameType.PING, 0, payload))
+        case Pong(payload):
+            return _pack((FrameType.PONG, 0, payload))
+        case GoAway(code, last_stream_id, retry_after_ms, message):
+            return _pack((FrameType.GOAWAY, 0, int(code), last_stream_id, retry_after_ms, message))
+        case Hello(versions, capabilities, settings, info):
+            body: dict[str, Any] = {
+                "versions": list(versions),
+                "capabilities": list(capabilities),
+                "info": dict(info),
+            }
+            body.update(settings.to_wire())
+            return _pack((FrameType.HELLO, 0, body))
+    raise TypeError(f"not a frame: {frame!r}")  # pragma: no cover - exhaustive match
+
+
+def encode_data_header(stream_id: int, length: int) -> bytes:
+    """The bytes of a DATA frame that come before its payload (lets a sender avoid a copy).
+
+    ``encode_data_header(s, len(p)) + p == encode(Data(s, p))`` for every payload ``p``.
+    """
+    packer_head = _pack((FrameType.DATA, stream_id))
+    # fixarray of 3 instead of 2, then the bin header of the payload (msgpack spec: bin 8/16/32)
+    head = b"\x93" + packer_head[1:]
+    if length < 2**8:
+        return head + b"\xc4" + length.to_bytes(1, "big")
+    if length < 2**16:
+        return head + b"\xc5" + length.to_bytes(2, "big")
+    return head + b"\xc6" + length.to_bytes(4, "big")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _fail(message: str, code: ErrorCode = ErrorCode.PROTOCOL_ERROR) -> FrameDecodeError:
+    return FrameDecodeError(message, code)
+
+
+def _uint(value: object, what: str, high: int = 2**63 - 1) -> int:
+    if type(value) is not int or not 0 <= value <= high:
+        raise _fail(f"{what} must be an integer in 0..{high}, got {value!r:.40}")
+    return value
+
+
+def _str(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise _fail(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _bin(value: object, what: str) -> bytes:
+    if type(value) is not bytes:
+        raise _fail(f"{what} must be binary, got {type(value).__name__}")
+    return value
+
+
+def _arity(obj: list[Any], n: int, frame_type: FrameType) -> None:
+    if len(obj) != n:
+        raise _fail(f"{frame_type.name} frame has {len(obj)} elements, expected {n}")
+
+
+def _metadata(value: object) -> dict[str, MetadataValue]:
+    if type(value) is not dict:
+        raise _fail(f"OPEN metadata must be a map, got {type(value).__name__}")
+    for key, item in value.items():
+        if type(key) is not str:
+            raise _fail("OPEN metadata keys must be strings")
+        if item is not None and type(item) not in (str, int, float, bool, bytes):
+            raise _fail(f"OPEN metadata value for {key!r:.40} must be a scalar")
+    return value
+
+
+def _hello(body: object) -> Hello:
+    if type(body) is not dict:
+        raise _fail("HELLO body must be a map")
+    versions = body.get("versions")
+    if type(versions) is not list or not versions:
+        raise _fail("HELLO must list at least one protocol version")
+    capabilities = body.get("capabilities", [])
+    if type(capabilities) is not list:
+        raise _fail("HELLO capabilities must be a list")
+    info = body.get("info", {})
+    if type(info) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in info.items()
+    ):
+        raise _fail("HELLO info must be a map of strings to strings")
+    defaults = Settings().to_wire()
+    values = {name: body.get(name, default) for name, default in defaults.items()}
+    try:
+        settings = Settings(**values)
+    except ValueError as exc:
+        raise _fail(f"HELLO settings: {exc}") from None
+    return Hello(
+        versions=tuple(_uint(v, "HELLO version", 2**16) for v in versions),
+        capabilities=tuple(_str(c, "HELLO capability") for c in capabilities),
+        settings=settings,
+        info=info,
+    )
+
+
+def _frame(obj: object) -> Frame:
+    if type(obj) is not list or len(obj) < 2:
+        raise _fail(f"a frame must be an array of at least 2 elements, got {obj!r:.40}")
+    raw_type = obj[0]
+    if type(raw_type) is not int:
+        raise _fail(f"frame type must be an integer, got {raw_type!r:.40}")
+    try:
+        frame_type = FrameType(raw_type)
+    except ValueError:
+        raise _fail(f"unknown frame type {raw_type}") from None
+    stream_id = _uint(obj[1], "stream id", MAX_STREAM_ID)
+    if frame_type is FrameType.DATA:  # the hot path first
+        _arity(obj, 3, frame_type)
+        return Data(stream_id, _bin(obj[2], "DATA payload"))
+    if frame_type in (FrameType.HELLO, FrameType.PING, FrameType.PONG, FrameType.GOAWAY):
+        if stream_id != 0:
+            raise _fail(f"{frame_type.name} must carry stream id 0, got {stream_id}")
+    elif frame_type is not FrameType.WINDOW and stream_id == 0:
+        raise _fail(f"{frame_type.name} needs a stream id other than 0")
+    match frame_type:
+        case FrameType.WINDOW:
+            _arity(obj, 3, frame_type)
+            return Window(stream_id, _uint(obj[2], "WINDOW increment", MAX_WINDOW))
+        case FrameType.OPEN:
+            _arity(obj, 3, frame_type)
+            return Open(stream_id, _metadata(obj[2]))
+        case FrameType.ACCEPT:
+            _arity(obj, 2, frame_type)
+            return Accept(stream_id)
+        case FrameType.FIN:
+            _arity(obj, 2, frame_type)
+            return Fin(stream_id)
+        case FrameType.RESET:
+            _arity(obj, 4, frame_type)
+            code = ErrorCode.from_wire(_uint(obj[2], "RESET code"))
+            return Reset(stream_id, code, _str(obj[3], "RESET message"))
+        case FrameType.PING | FrameType.PONG:
+            _arity(obj, 3, frame_type)
+            payload = _bin(obj[2], f"{frame_type.name} payload")
+            if len(payload) > MAX_PING_PAYLOAD:
+                raise _fail(f"{frame_type.name} payload of {len(payload)} bytes exceeds 64")
+            return Ping(payload) if frame_type is FrameType.PING else Pong(payload)
+        case FrameType.GOAWAY:
+            _arity(obj, 6, frame_type)
+            return GoAway(
+                code=ErrorCode.from_wire(_uint(obj[2], "GOAWAY code")),
+                last_stream_id=_uint(obj[3], "GOAWAY last stream id", MAX_STREAM_ID),
+                retry_after_ms=_uint(obj[4], "GOAWAY retry-after", 2**32 - 1),
+                message=_str(obj[5], "GOAWAY message"),
+            )
+        case _:  # FrameType.HELLO
+            _arity(obj, 3, frame_type)
+            return _hello(obj[2])
+
+
+def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
+    """Every frame in one websocket message, in order (§2).
+
+    Raises :class:`FrameDecodeError` with code FRAME_TOO_LARGE for an oversize message and
+    PROTOCOL_ERROR for anything else that is wrong, including a message that ends mid-frame.
+    """
+    if len(message) > max_message_size:
+        raise _fail(
+            f"message of {len(message)} bytes exceeds max_message_size {max_message_size}",
+            ErrorCode.FRAME_TOO_LARGE,
+        )
+    if not message:
+        raise _fail("empty message")
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        use_list=True,
+        strict_map_key=True,
+        max_buffer_size=max(len(message), 1),
+    )
+    unpacker.feed(message)
+    frames: list[Frame] = []
+    try:
+        for obj in unpacker:
+            frames.append(_frame(obj))
+    except RemoteProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises many types for malformed input
+        raise _fail(f"malformed msgpack: {type(exc).__name__}") from None
+    if unpacker.tell() != len(message):
+        raise _fail(f"message ends mid-frame at byte {unpacker.tell()} of {len(message)}")
+    return frames
