@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeAlias
 
 import msgpack
@@ -24,6 +25,20 @@ from protocol.exceptions import RemoteProtocolError
 RPC_STREAM_KIND = "rpc"
 #: largest RPC message a decoder accepts by default
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class RpcErrorCode(StrEnum):
+    """The error codes of §9.4. Applications may add their own; unknown ones read as INTERNAL."""
+
+    INVALID_ARGUMENT = "invalid_argument"  # the request is wrong; retrying it will not help
+    NOT_FOUND = "not_found"  # the method or the object it names does not exist
+    FAILED_PRECONDITION = "failed_precondition"  # not possible in the current state
+    RESOURCE_EXHAUSTED = "resource_exhausted"  # e.g. MAAS has no machine that matches
+    UNAVAILABLE = "unavailable"  # transient; safe to retry with the same idempotency key
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    CANCELLED = "cancelled"
+    UNAUTHENTICATED = "unauthenticated"
+    INTERNAL = "internal"
 
 
 @dataclass(frozen=True, slots=True)
