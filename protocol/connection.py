@@ -178,8 +178,9 @@ class TunnelConnection:
         return b"".join(parts)
 
     @property
-    def bytes_to_send(self) -> int:
-        return sum(map(len, self._out))
+    def wants_write(self) -> bool:
+        """Whether :meth:`data_to_send` has something."""
+        return bool(self._out)
 
     def tick(self, now: float) -> list[ev.Event]:
         """Run the keepalive (§7): send a PING when one is due, end a session whose peer
@@ -267,7 +268,8 @@ class TunnelConnection:
             return 0
         stream.send.consume(n)
         self._session_send.consume(n)
-        view = memoryview(data) if type(data) is bytes else memoryview(bytes(data))
+        # Each chunk is copied into its frame right here, so the caller may reuse its buffer.
+        view = memoryview(data)
         step = self.peer_settings.max_frame_size
         out = self._out
         for offset in range(0, n, step):
@@ -323,6 +325,13 @@ class TunnelConnection:
             self._queue(GoAway(code, self._last_peer_id, retry_after_ms, message))
         else:
             self._terminate(code, message, [], retry_after_ms=retry_after_ms)
+
+    def abort(self, code: ErrorCode, message: str) -> list[ev.Event]:
+        """End the session now with GOAWAY(code) (the driver saw the peer stop answering)."""
+        events: list[ev.Event] = []
+        if self.state is not SessionState.CLOSED:
+            self._terminate(code, message, events, transition=J.PEER_UNRESPONSIVE)
+        return events
 
     # ------------------------------------------------------------------ introspection
 

@@ -1,0 +1,221 @@
+"""The asyncio session over an in-memory pipe: streams, backpressure, RPC, ending."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+
+from protocol.aio import TunnelSession, TunnelStream
+from protocol.aio.memory import memory_pipe
+from protocol.aio.rpc import RpcServer, call
+from protocol.codes import ErrorCode
+from protocol.connection import ConnectionConfig, Role
+from protocol.exceptions import ConnectionClosed, RpcDeadlineExceeded, RpcError, StreamResetError
+from protocol.frames import Settings
+from protocol.rpc import Request, RpcErrorCode
+
+
+async def echo(stream: TunnelStream) -> None:
+    stream.accept()
+    while data := await stream.read():
+        await stream.write(data)
+
+
+async def make_pair(
+    stream_handler: Any = echo,
+    rpc_server: Any = None,
+    settings: Settings | None = None,
+    **server_kwargs: Any,
+) -> tuple[TunnelSession, TunnelSession]:
+    a, b = memory_pipe()
+    client = TunnelSession(a, ConnectionConfig(Role.CLIENT, settings or Settings()), label="c")
+    server = TunnelSession(
+        b,
+        ConnectionConfig(Role.SERVER, settings or Settings()),
+        stream_handler=stream_handler,
+        rpc_server=rpc_server,
+        label="s",
+        **server_kwargs,
+    )
+    await asyncio.gather(client.start(), server.start())
+    return client, server
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[TunnelSession, TunnelSession]]:
+    client, server = await make_pair()
+    yield client, server
+    await client.close()
+    await server.close()
+
+
+async def test_echo_round_trip(pair: tuple[TunnelSession, TunnelSession]) -> None:
+    client, _ = pair
+    stream = client.open_stream({"kind": "echo"})
+    payload = bytes(range(256)) * 4096  # 1 MiB: several windows' worth
+    writer = asyncio.create_task(stream.write(payload))
+    received = bytearray()
+    while len(received) < len(payload):
+        received += await stream.read()
+    await writer
+    await stream.close()
+    assert await stream.read() == b""
+    assert bytes(received) == payload
+
+
+async def test_many_concurrent_streams(pair: tuple[TunnelSession, TunnelSession]) -> None:
+    client, server = pair
+
+    async def one(i: int) -> bytes:
+        stream = client.open_stream()
+        await stream.write(f"stream {i}".encode())
+        await stream.close()
+        out = b""
+        while chunk := await stream.read():
+            out += chunk
+        return out
+
+    results = await asyncio.gather(*(one(i) for i in range(500)))
+    assert results == [f"stream {i}".encode() for i in range(500)]
+    await asyncio.sleep(0.05)
+    assert client.stats().open_streams == 0 and server.stats().open_streams == 0
+
+
+async def test_writer_waits_for_window_when_the_reader_stops() -> None:
+    started = asyncio.Event()
+
+    async def never_reads(stream: TunnelStream) -> None:
+        stream.accept()
+        started.set()
+        await asyncio.sleep(3600)
+
+    settings = Settings(stream_window=16 * 1024)
+    client, server = await make_pair(never_reads, settings=settings)
+    try:
+        stream = client.open_stream()
+        write = asyncio.create_task(stream.write(b"x" * 64 * 1024))
+        await started.wait()
+        await asyncio.sleep(0.1)
+        assert not write.done(), "write must block once the 16 KiB window is used"
+        assert client.conn.sendable(stream.stream_id) == 0
+        write.cancel()
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_reset_reaches_the_reader() -> None:
+    async def refuse(stream: TunnelStream) -> None:
+        stream.reset(ErrorCode.DESTINATION_NOT_ALLOWED, "not on the allowlist")
+
+    client, server = await make_pair(refuse)
+    try:
+        stream = client.open_stream({"kind": "tcp", "host": "127.0.0.1", "port": 22})
+        with pytest.raises(StreamResetError) as info:
+            await stream.wait_accepted()
+        assert info.value.code is ErrorCode.DESTINATION_NOT_ALLOWED and info.value.remote
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_session_end_fails_open_streams(pair: tuple[TunnelSession, TunnelSession]) -> None:
+    client, server = pair
+    stream = client.open_stream()
+    await stream.write(b"hello")
+    await asyncio.sleep(0.01)
+    await server.close(ErrorCode.SHUTTING_DOWN, "going down")
+    reason = await asyncio.wait_for(client.wait_closed(), 2)
+    assert reason.code in (ErrorCode.SHUTTING_DOWN, ErrorCode.NO_ERROR)
+    with pytest.raises(ConnectionClosed):
+        await stream.read()
+        await stream.read()
+    with pytest.raises(ConnectionClosed):
+        client.open_stream()
+
+
+async def rpc_handler(request: Request, progress: Any) -> Any:
+    if request.method == "add":
+        for step in ("started", "halfway"):
+            await progress({"step": step})
+        return {"sum": request.params["a"] + request.params["b"], "key": request.idempotency_key}
+    if request.method == "slow":
+        await asyncio.sleep(10)
+    if request.method == "fail":
+        raise RpcError(RpcErrorCode.RESOURCE_EXHAUSTED, "No machine available.", {"pool": "x"})
+    raise RpcError(RpcErrorCode.NOT_FOUND, f"no method {request.method}")
+
+
+async def test_rpc_result_progress_and_errors() -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+    try:
+        seen: list[Mapping[str, Any]] = []
+        result = await call(
+            client, "add", {"a": 2, "b": 3}, idempotency_key="k1", on_progress=seen.append
+        )
+        assert result == {"sum": 5, "key": "k1"}
+        assert [e["step"] for e in seen] == ["started", "halfway"]
+        with pytest.raises(RpcError) as info:
+            await call(client, "fail")
+        assert info.value.code == "resource_exhausted" and info.value.details == {"pool": "x"}
+        with pytest.raises(RpcError) as info:
+            await call(client, "nope")
+        assert info.value.code == "not_found"
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_rpc_deadline_and_cancel_stop_the_callee() -> None:
+    cancelled = asyncio.Event()
+
+    async def handler(request: Request, progress: Any) -> Any:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    client, server = await make_pair(rpc_server=RpcServer(handler))
+    try:
+        with pytest.raises(RpcDeadlineExceeded):
+            await call(client, "slow", deadline=0.2)
+        await asyncio.wait_for(cancelled.wait(), 2)
+        cancelled.clear()
+        task = asyncio.create_task(call(client, "slow"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(cancelled.wait(), 2)
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_rpc_interrupted_by_session_loss_is_unavailable() -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+    task = asyncio.create_task(call(client, "slow"))
+    await asyncio.sleep(0.1)
+    await server.close(ErrorCode.INTERNAL_ERROR, "crash")
+    with pytest.raises(RpcError) as info:
+        await task
+    assert info.value.code == "unavailable" and info.value.details["retryable"]
+    await client.close()
+
+
+async def test_keepalive_detects_a_silent_peer() -> None:
+    a, b = memory_pipe()
+    config = ConnectionConfig(Role.CLIENT, ping_interval=0.1, ping_timeout=0.2)
+    client = TunnelSession(a, config)
+    server = TunnelSession(b, ConnectionConfig(Role.SERVER))
+    await asyncio.gather(client.start(), server.start())
+    # freeze the server: its tasks stop, the pipe stays open
+    for task in server._tasks:
+        task.cancel()
+    reason = await asyncio.wait_for(client.wait_closed(), 2)
+    assert reason.code is ErrorCode.PEER_UNRESPONSIVE
+    await client.close()
