@@ -28,6 +28,10 @@ echoes the expected PLAINTEXT signature (the token secret) in its "Invalid signa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from protocol.maas.models import Machine
 
 __all__ = [
     "AuthError",
@@ -164,7 +168,7 @@ class Retryable(MaasApiError):
 class MachineWaitError(MaasError):
     """A wait for a machine status ended without reaching it. ``machine`` is the last read."""
 
-    def __init__(self, message: str, *, machine: object) -> None:
+    def __init__(self, message: str, *, machine: Machine) -> None:
         super().__init__(message)
         self.machine = machine
 
