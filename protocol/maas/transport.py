@@ -317,7 +317,7 @@ def _show(method: str, url: str) -> str:
 
 def _sentence(text: str) -> str:
     text = text.rstrip()
-    return text if text.endswith((".", "!", "?", "…")) else text + "."
+    return text if text.rstrip("'\"").endswith((".", "!", "?", "…")) else text + "."
 
 
 def _clip(text: str) -> str:
