@@ -10,6 +10,10 @@
     │       └── FrameDecodeError     bytes that do not decode to a valid frame
     ├── StreamResetError             a stream was reset (by either side); carries the ErrorCode
     ├── ConnectionClosed             the session is over; no stream can be opened or written
+    ├── DialError                    the hub could not be reached (retry with backoff)
+    │   ├── HubRejected              the hub refused the credentials (HTTP 401 or 403)
+    │   ├── TlsVerificationError     the hub's certificate did not verify
+    │   └── ProxyError               the proxy refused or failed the CONNECT
     └── RpcError                     an RPC failed: the peer answered with an error, or it was
         │                            cancelled or timed out; carries a string code
         └── RpcDeadlineExceeded      the request's deadline passed (also a TimeoutError)
@@ -74,6 +78,26 @@ class ConnectionClosed(TunnelError):
         super().__init__(f"tunnel session closed: {code.name} {message}".rstrip())
         self.code = code
         self.reason = message
+
+
+class DialError(TunnelError, OSError):
+    """Opening the websocket to the hub failed; the message says where and why."""
+
+
+class HubRejected(DialError):
+    """The hub answered the websocket handshake with HTTP 401 or 403."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TlsVerificationError(DialError):
+    """The hub's TLS certificate did not verify against the configured CA or system store."""
+
+
+class ProxyError(DialError):
+    """The HTTP proxy refused the CONNECT (for example HTTP 401/407: wrong credentials)."""
 
 
 class RpcError(TunnelError):

@@ -1,0 +1,99 @@
+"""``pcg-agent``: the long-running gateway agent.
+
+A thin layer over :func:`run`: parse the command line, load the config, set up logging and
+signals, run the tunnel client until SIGTERM or SIGINT, drain, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent import __version__, logs
+from agent.config import AgentConfig, load
+from agent.exceptions import ConfigError
+from agent.relay import Allowlist, Relay
+from agent.tunnel import TunnelClient
+from protocol.aio.loop import run as run_loop
+from protocol.exceptions import RpcError
+from protocol.rpc import Request, RpcErrorCode
+
+log = logging.getLogger("pcg.agent")
+
+
+class AgentRpc:
+    """The RPC methods this agent answers (PROTOCOL.md §9)."""
+
+    def __init__(self, config: AgentConfig, relay: Relay) -> None:
+        self.config = config
+        self.relay = relay
+        self.started = time.monotonic()
+
+    async def __call__(self, request: Request, progress: Any) -> Any:
+        if request.method == "agent.status":
+            return {
+                "gateway": self.config.gateway_name,
+                "version": __version__,
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                "active_relays": self.relay.active,
+                "pid": os.getpid(),
+            }
+        raise RpcError(RpcErrorCode.NOT_FOUND, f"this agent has no method {request.method!r}")
+
+
+async def run(config: AgentConfig) -> int:
+    relay = Relay(Allowlist(config.relay_allowlist), config.connect_timeout)
+    client = TunnelClient(config, stream_handler=relay, rpc_handler=AgentRpc(config, relay))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, client.stop)
+    log.info(
+        "agent starting gateway=%s version=%s allowlist=%s dead_peer_bound=%.0fs",
+        config.gateway_name,
+        __version__,
+        ",".join(config.relay_allowlist) or "(empty)",
+        config.dead_peer_bound,
+    )
+    await client.run()
+    log.info("agent stopped gateway=%s", config.gateway_name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="pcg-agent",
+        description="Gateway agent: keeps a reverse tunnel to the control plane open.",
+    )
+    parser.add_argument(
+        "-c", "--config", default=env.get("PCG_CONFIG"), help="YAML config (or PCG_CONFIG)"
+    )
+    parser.add_argument("--check-config", action="store_true", help="validate and exit")
+    parser.add_argument("--version", action="version", version=f"pcg-agent {__version__}")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config, env)
+    except ConfigError as exc:
+        print(f"pcg-agent: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(
+        config.log_level,
+        config.log_format,
+        {"gateway": config.gateway_name},
+        secrets=config.secrets(),
+    )
+    if args.check_config:
+        print(f"pcg-agent: config OK for gateway {config.gateway_name}")
+        return 0
+    return run_loop(run(config), use_uvloop=config.use_uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The agent's side of the tunnel: dial out, stay connected, drain on shutdown.
+
+``run()`` loops: dial (through the proxy when configured), HELLO, serve streams until the
+session ends, wait as the backoff says (never less than a GOAWAY's retry-after), dial again.
+A hub that stops answering is noticed by the session's keepalive (missed PONG or a write
+that stalls) within ``AgentConfig.dead_peer_bound``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from agent import __version__
+from agent.config import AgentConfig
+from protocol.aio.backoff import Backoff
+from protocol.aio.dial import dial
+from protocol.aio.proxy import redact_url
+from protocol.aio.rpc import RpcHandler, RpcServer
+from protocol.aio.session import StreamHandler, TunnelSession
+from protocol.codes import ErrorCode
+from protocol.connection import ConnectionConfig, Role
+from protocol.exceptions import ConnectionClosed, DialError, HubRejected, TlsVerificationError
+
+log = logging.getLogger("pcg.agent")
+
+
+class TunnelClient:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        stream_handler: StreamHandler | None = None,
+        rpc_handler: RpcHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.stream_handler = stream_handler
+        self.rpc_handler = rpc_handler
+        self.attempts = 0
+        self.session: TunnelSession | None = None
+        self.connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._backoff = Backoff(config.backoff)
+
+    def stop(self) -> None:
+        """Begin a graceful stop: GOAWAY, drain in-flight streams, close."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        while not self._stopping.is_set():
+            self.attempts += 1
+            retry_after = 0.0
+            proxy = config.proxies.proxy_for(config.hub_url)
+            log.info(
+                "dialing hub gateway=%s attempt=%d url=%s proxy=%s",
+                config.gateway_name,
+                self.attempts,
+                config.hub_url,
+                redact_url(proxy) if proxy else "none",
+            )
+            try:
+                session = await self._connect()
+            except DialError as exc:
+                level = (
+                    logging.ERROR
+                    if isinstance(exc, HubRejected | TlsVerificationError)
+                    else logging.WARNING
+                )
+                log.log(level, "hub unreachable gateway=%s error=%s", config.gateway_name, exc)
+            except ConnectionClosed as exc:
+                log.warning("tunnel handshake failed gateway=%s error=%s", config.gateway_name, exc)
+            else:
+                up_since = loop.time()
+                self.session = session
+                self.connected.set()
+                log.info(
+                    "tunnel up gateway=%s attempt=%d hub=%s",
+                    config.gateway_name,
+                    self.attempts,
+                    session.peer_info.get("hub", "?"),
+                )
+                stopped = await self._serve(session)
+                self.connected.clear()
+                self.session = None
+                if stopped:
+                    return
+                lasted = loop.time() - up_since
+                self._backoff.connection_lasted(lasted)
+                if session.goaway is not None:
+                    retry_after = session.goaway.retry_after_ms / 1000
+                reason = session._closed.result() if session.closed else None
+                log.warning(
+                    "tunnel down gateway=%s after=%.1fs reason=%s",
+                    config.gateway_name,
+                    lasted,
+                    reason,
+                )
+            delay = self._backoff.next_delay(retry_after)
+            log.info("reconnecting gateway=%s in=%.2fs", config.gateway_name, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+
+    async def _connect(self) -> TunnelSession:
+        config = self.config
+        ws = await dial(
+            config.hub_url,
+            token=config.token,
+            ca_bundle=config.ca_bundle,
+            proxies=config.proxies,
+            open_timeout=config.open_timeout,
+            user_agent=f"pcg-agent/{__version__}",
+        )
+        session = TunnelSession(
+            ws,
+            ConnectionConfig(
+                Role.CLIENT,
+                info={"agent": f"pcg-agent/{__version__}", "gateway": config.gateway_name},
+                ping_interval=config.ping_interval,
+                ping_timeout=config.ping_timeout,
+            ),
+            stream_handler=self.stream_handler,
+            rpc_server=RpcServer(self.rpc_handler) if self.rpc_handler else None,
+            write_timeout=config.write_timeout,
+            label=config.gateway_name,
+        )
+        try:
+            await session.start(handshake_timeout=config.open_timeout)
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _serve(self, session: TunnelSession) -> bool:
+        """Wait for the session to end (False) or for a stop request, then drain (True)."""
+        ended = asyncio.ensure_future(session.wait_closed())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not self._stopping.is_set():
+            return False
+        ended.cancel()
+        open_streams = session.stats().open_streams
+        log.info(
+            "stopping gateway=%s open_streams=%d drain_timeout=%.0fs",
+            self.config.gateway_name,
+            open_streams,
+            self.config.drain_timeout,
+        )
+        await session.go_away(ErrorCode.SHUTTING_DOWN, "agent stopping", retry_after_ms=0)
+        drained = await session.drain(self.config.drain_timeout)
+        if not drained:
+            log.warning(
+                "drain timeout gateway=%s abandoned_streams=%d",
+                self.config.gateway_name,
+                session.stats().open_streams,
+            )
+        await session.close(ErrorCode.NO_ERROR, "agent stopped")
+        return True

@@ -1,0 +1,477 @@
+"""The Palette-side hub: agents dial in; callers reach through them.
+
+Agents connect to ``GET /v1/tunnel`` (websocket, ``Authorization: Bearer <token>``). The hub
+keeps every live session per gateway name. Callers, on the same server:
+
+* ``GET  /v1/gateways`` lists gateways and their sessions;
+* ``POST /v1/gateways/{name}/rpc/{method}`` sends an RPC (JSON body = params; optional
+  ``Idempotency-Key`` header and ``?deadline=SECONDS``); the answer is the JSON result, or
+  with ``Accept: application/x-ndjson`` every progress event and then the result, one per line;
+* a separate HTTP CONNECT listener opens a byte stream through a gateway to ``host:port``:
+  ``CONNECT host:port HTTP/1.1`` with the gateway named by a ``Pcg-Gateway`` header or as the
+  proxy user name (``http://GATEWAY@127.0.0.1:PORT`` as the proxy URL). With only one gateway
+  connected the name may be left out.
+
+New streams and RPCs are spread round-robin over a gateway's usable sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from protocol.aio.aiohttp_transport import AiohttpTransport
+from protocol.aio.rpc import RpcHandler, RpcServer, call
+from protocol.aio.session import TunnelSession
+from protocol.aio.splice import splice
+from protocol.aio.stream import TunnelStream
+from protocol.codes import ErrorCode
+from protocol.connection import ConnectionConfig, Role
+from protocol.exceptions import ConnectionClosed, RpcError, StreamResetError
+from protocol.frames import Settings
+
+log = logging.getLogger("pcg.hub")
+
+#: token -> gateway name, or None to refuse
+Authenticator = Callable[[str], Awaitable[str | None]]
+TUNNEL_PATH = "/v1/tunnel"
+
+
+class GatewayUnavailable(LookupError):
+    """No usable session for that gateway."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    settings: Settings = Settings()
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    write_timeout: float = 20.0
+    #: debug endpoints (raw bytes onto a session, GOAWAY) for tests; off unless asked
+    debug_endpoints: bool = False
+
+
+def static_tokens(tokens: Mapping[str, str]) -> Authenticator:
+    """An authenticator from a fixed token -> gateway name map."""
+    table = dict(tokens)
+
+    async def authenticate(token: str) -> str | None:
+        return table.get(token)
+
+    return authenticate
+
+
+class Hub:
+    def __init__(
+        self,
+        authenticate: Authenticator,
+        config: HubConfig | None = None,
+        *,
+        rpc_handler: RpcHandler | None = None,
+    ) -> None:
+        self.authenticate = authenticate
+        self.config = config or HubConfig()
+        self.rpc_handler = rpc_handler
+        self.sessions: dict[str, list[TunnelSession]] = {}
+        self.session_listeners: list[Callable[[str, TunnelSession, bool], None]] = []
+        self._cursor = itertools.count()
+        self.connect_server: asyncio.Server | None = None
+
+    # ------------------------------------------------------------------ agents
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = [
+            web.get(TUNNEL_PATH, self._tunnel),
+            web.get("/v1/gateways", self._list_gateways),
+            web.post("/v1/gateways/{name}/rpc/{method}", self._rpc),
+        ]
+        if self.config.debug_endpoints:
+            routes += [
+                web.post("/v1/gateways/{name}/debug/raw", self._debug_raw),
+                web.post("/v1/gateways/{name}/debug/goaway", self._debug_goaway),
+            ]
+        return routes
+
+    async def _tunnel(self, request: web.Request) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        gateway = await self.authenticate(token) if token else None
+        if gateway is None:
+            log.warning("tunnel refused peer=%s reason=bad-or-missing-token", request.remote)
+            return web.Response(status=401, text="missing or invalid bearer token\n")
+        settings = self.config.settings
+        ws = web.WebSocketResponse(
+            max_msg_size=settings.max_message_size + 1024, compress=False, autoping=True
+        )
+        await ws.prepare(request)
+        session = TunnelSession(
+            AiohttpTransport(ws),
+            ConnectionConfig(
+                Role.SERVER,
+                settings,
+                info={"hub": "pcg-sim"},
+                ping_interval=self.config.ping_interval,
+                ping_timeout=self.config.ping_timeout,
+            ),
+            rpc_server=RpcServer(self.rpc_handler) if self.rpc_handler else None,
+            write_timeout=self.config.write_timeout,
+            label=gateway,
+        )
+        try:
+            await session.start()
+        except ConnectionClosed as exc:
+            log.warning("tunnel handshake failed gateway=%s reason=%s", gateway, exc)
+            return ws
+        self._add(gateway, session)
+        try:
+            reason = await session.wait_closed()
+            log.info("tunnel session ended gateway=%s reason=%s", gateway, reason)
+        finally:
+            self._remove(gateway, session)
+            await session.close()
+        return ws
+
+    def _add(self, gateway: str, session: TunnelSession) -> None:
+        self.sessions.setdefault(gateway, []).append(session)
+        log.info(
+            "tunnel session up gateway=%s sessions=%d agent=%s",
+            gateway,
+            len(self.sessions[gateway]),
+            session.peer_info.get("agent", "?"),
+        )
+        for listener in self.session_listeners:
+            listener(gateway, session, True)
+
+    def _remove(self, gateway: str, session: TunnelSession) -> None:
+        live = self.sessions.get(gateway, [])
+        if session in live:
+            live.remove(session)
+            for listener in self.session_listeners:
+                listener(gateway, session, False)
+        if not live:
+            self.sessions.pop(gateway, None)
+
+    # ------------------------------------------------------------------ callers
+
+    def pick(self, gateway: str | None) -> TunnelSession:
+        """A usable session of ``gateway`` (round-robin); any gateway if only one is up."""
+        if gateway is None:
+            if len(self.sessions) != 1:
+                names = ", ".join(sorted(self.sessions)) or "none"
+                raise GatewayUnavailable(f"name a gateway; connected: {names}")
+            gateway = next(iter(self.sessions))
+        usable = [s for s in self.sessions.get(gateway, []) if s.is_usable]
+        if not usable:
+            raise GatewayUnavailable(f"gateway {gateway!r} has no live tunnel session")
+        return usable[next(self._cursor) % len(usable)]
+
+    def open_stream(self, gateway: str | None, host: str, port: int) -> TunnelStream:
+        return self.pick(gateway).open_stream({"kind": "tcp", "host": host, "port": port})
+
+    async def call(
+        self,
+        gateway: str,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return await call(self.pick(gateway), method, params, **kwargs)
+
+    async def _list_gateways(self, request: web.Request) -> web.Response:
+        body = {
+            name: [
+                {
+                    "agent": s.peer_info.get("agent"),
+                    "rtt_ms": None if s.rtt is None else round(s.rtt * 1000, 3),
+                    "open_streams": s.stats().open_streams,
+                    "usable": s.is_usable,
+                }
+                for s in sessions
+            ]
+            for name, sessions in self.sessions.items()
+        }
+        return web.json_response(body)
+
+    async def _rpc(self, request: web.Request) -> web.StreamResponse:
+        gateway, method = request.match_info["name"], request.match_info["method"]
+        try:
+            params = await request.json() if request.can_read_body else {}
+        except json.JSONDecodeError as exc:
+            return _error(400, "invalid_argument", f"body is not JSON: {exc}")
+        deadline = request.query.get("deadline")
+        kwargs: dict[str, Any] = {
+            "idempotency_key": request.headers.get("Idempotency-Key"),
+            "deadline": float(deadline) if deadline else None,
+        }
+        try:
+            session = self.pick(gateway)
+        except GatewayUnavailable as exc:
+            return _error(503, "unavailable", str(exc))
+        if "application/x-ndjson" not in request.headers.get("Accept", ""):
+            try:
+                result = await call(session, method, params, **kwargs)
+            except RpcError as exc:
+                return _error(_status_for(exc.code), exc.code, exc.message, exc.details)
+            return web.json_response({"result": result})
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+
+        async def progress(event: Mapping[str, Any]) -> None:
+            await response.write(json.dumps({"progress": dict(event)}).encode() + b"\n")
+
+        try:
+            result = await call(session, method, params, on_progress=progress, **kwargs)
+            line: dict[str, Any] = {"result": result}
+        except RpcError as exc:
+            line = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+        await response.write(json.dumps(line).encode() + b"\n")
+        await response.write_eof()
+        return response
+
+    async def _debug_raw(self, request: web.Request) -> web.Response:
+        session = self.pick(request.match_info["name"])
+        await session.transport.send(await request.read())
+        return web.json_response({"sent": True})
+
+    async def _debug_goaway(self, request: web.Request) -> web.Response:
+        session = self.pick(request.match_info["name"])
+        retry_ms = int(request.query.get("retry_after_ms", "0"))
+        await session.go_away(ErrorCode.SHUTTING_DOWN, "hub asked", retry_ms)
+        return web.json_response({"sent": True})
+
+    # ------------------------------------------------------------------ CONNECT listener
+
+    async def start_connect_listener(self, host: str, port: int) -> tuple[str, int]:
+        self.connect_server = await asyncio.start_server(self._connect_client, host, port)
+        address = self.connect_server.sockets[0].getsockname()
+        return address[0], address[1]
+
+    async def _connect_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or parts[0] != "CONNECT":
+            await _reply(writer, 405, "only CONNECT host:port is served here")
+            return
+        host, _, port_text = parts[1].rpartition(":")
+        host = host.strip("[]")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            await _reply(writer, 400, f"bad CONNECT target {parts[1]!r}: use host:port")
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        try:
+            stream = self.open_stream(_gateway_of(headers), host, int(port_text))
+            await stream.wait_accepted()
+        except GatewayUnavailable as exc:
+            await _reply(writer, 503, str(exc))
+            return
+        except StreamResetError as exc:
+            status = 403 if exc.code is ErrorCode.DESTINATION_NOT_ALLOWED else 502
+            await _reply(writer, status, f"{exc.code.name}: {exc.reason}")
+            return
+        except ConnectionClosed as exc:
+            await _reply(writer, 503, str(exc))
+            return
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await splice(stream, reader, writer)
+
+
+def _gateway_of(headers: Mapping[str, str]) -> str | None:
+    if headers.get("pcg-gateway"):
+        return headers["pcg-gateway"]
+    auth = headers.get("proxy-authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            user = base64.b64decode(auth[6:]).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user or None
+    return None
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    reason = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed"}.get(
+        status, "Service Unavailable" if status == 503 else "Bad Gateway"
+    )
+    body = (message + "\n").encode()
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n".encode()
+        + body
+    )
+    try:
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+_STATUS = {
+    "invalid_argument": 400,
+    "not_found": 404,
+    "failed_precondition": 409,
+    "resource_exhausted": 409,
+    "unavailable": 503,
+    "deadline_exceeded": 504,
+    "cancelled": 499,
+    "unauthenticated": 401,
+}
+
+
+def _status_for(code: str) -> int:
+    return _STATUS.get(code, 500)
+
+
+def _error(
+    status: int, code: str, message: str, details: Mapping[str, Any] | None = None
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": dict(details or {})}}
+    return web.json_response(body, status=status)
+
+
+# ---------------------------------------------------------------------------------------------
+# pcg-sim hub
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "hub",
+        help="the Palette-side tunnel hub",
+        description=(
+            "Serve the tunnel endpoint agents dial (wss://HOST:PORT/v1/tunnel), an HTTP API to "
+            "send RPCs through a gateway, and an HTTP CONNECT listener to open byte streams "
+            "through it. Prints one JSON line with the addresses when ready."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--cert", help="PEM certificate chain for wss")
+    parser.add_argument("--key", help="PEM private key for wss")
+    parser.add_argument(
+        "--insecure-ws",
+        action="store_true",
+        help="serve plain ws:// instead of wss:// (allowed only on a loopback address)",
+    )
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="GATEWAY=TOKEN",
+        help="accept TOKEN from the agent of GATEWAY (repeatable)",
+    )
+    parser.add_argument(
+        "--tokens-file", help="YAML map of gateway name to token (keeps tokens off ps)"
+    )
+    parser.add_argument("--connect-port", type=int, default=0, help="CONNECT listener port")
+    parser.add_argument("--ping-interval", type=float, default=10.0)
+    parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument("--debug-endpoints", action="store_true", help="enable test endpoints")
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.set_defaults(func=_main)
+
+
+def _tokens(args: Any) -> dict[str, str]:
+    import yaml
+
+    by_gateway: dict[str, str] = {}
+    if args.tokens_file:
+        with open(args.tokens_file) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{args.tokens_file}: expected a map of gateway name to token")
+        by_gateway.update({str(k): str(v) for k, v in loaded.items()})
+    for item in args.token:
+        gateway, sep, token = item.partition("=")
+        if not sep or not gateway or not token:
+            raise SystemExit("--token takes GATEWAY=TOKEN (the token itself is not shown here)")
+        by_gateway[gateway] = token
+    return {token: gateway for gateway, token in by_gateway.items()}
+
+
+def _main(args: Any) -> int:
+    import ipaddress
+    import ssl
+
+    from protocol.aio.loop import run
+
+    tls: ssl.SSLContext | None = None
+    if args.cert or args.key:
+        if not (args.cert and args.key):
+            raise SystemExit("give both --cert and --key for wss")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+    elif args.insecure_ws:
+        try:
+            loopback = ipaddress.ip_address(args.host).is_loopback
+        except ValueError:
+            loopback = args.host == "localhost"
+        if not loopback:
+            raise SystemExit(f"--insecure-ws is allowed only on loopback, not on {args.host}")
+    else:
+        raise SystemExit("give --cert and --key for wss, or --insecure-ws on a loopback address")
+    tokens = _tokens(args)
+    if not tokens:
+        raise SystemExit("no agent could connect: give --token GATEWAY=TOKEN or --tokens-file")
+    config = HubConfig(
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        debug_endpoints=args.debug_endpoints,
+    )
+    hub = Hub(static_tokens(tokens), config)
+    return run(
+        _serve(hub, args.host, args.port, tls, args.connect_port), use_uvloop=not args.no_uvloop
+    )
+
+
+async def _serve(hub: Hub, host: str, port: int, tls: Any, connect_port: int) -> int:
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = web.Application()
+    app.add_routes(hub.routes())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
+    await site.start()
+    connect_host, bound_connect = await hub.start_connect_listener(host, connect_port)
+    scheme = "wss" if tls else "ws"
+    print(
+        json.dumps(
+            {
+                "event": "listening",
+                "tunnel_url": f"{scheme}://{host}:{port}{TUNNEL_PATH}",
+                "api_url": f"{'https' if tls else 'http'}://{host}:{port}/v1",
+                "connect": f"{connect_host}:{bound_connect}",
+            }
+        ),
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for sessions in list(hub.sessions.values()):
+        for session in list(sessions):
+            await session.close(ErrorCode.SHUTTING_DOWN, "hub stopping")
+    if hub.connect_server is not None:
+        hub.connect_server.close()
+    await runner.cleanup()
+    return 0
