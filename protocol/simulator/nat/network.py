@@ -8,7 +8,7 @@
         server = topology.popen(Host.PUBLIC, [sys.executable, "-m", "http.server", "-b",
                                 topology.address(Host.PUBLIC), "8080"])
         topology.wait_listening(Host.PUBLIC, 8080)
-        topology.run(Host.GATEWAY, ["curl", f"http://{topology.address(Host.PUBLIC)}:8080/"])
+        topology.run(Host.GATEWAY, [sys.executable, "-c", "import urllib.request; ..."])
     finally:
         topology.down()
 

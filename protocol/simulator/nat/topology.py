@@ -2,19 +2,14 @@
 
 ::
 
-      public host                 NAT router                      private LAN (bridge in the router)
-    +------------+          +--------------------+          +----------------+
-    | {p}-public |  {p}-pub | {p}-router         | {p}-rlan |  {p}-gateway   |  gateway agent
-    | .1.2       |----------| .1.1  MASQUERADE   |  .2.1    |  .2.10         |
-    +------------+ {p}-rpub | FORWARD DROP       |----+-----+----------------+
-                            +--------------------+    |-----|  {p}-maas .2.20 |  MAAS simulator
-                                                      |     +----------------+
-                                                      +-----|  {p}-proxy .2.30| tinyproxy (optional)
-                                                            +----------------+
+    {p}-public 198.19.1.2 --- 198.19.1.1 {p}-router 198.19.2.1 ---+--- {p}-gateway 198.19.2.10
+                                (MASQUERADE, FORWARD DROP)        +--- {p}-maas    198.19.2.20
+                                                                  +--- {p}-proxy   198.19.2.30
 
 Every name starts with the prefix (``pcg`` by default) so two topologies can coexist and
 ``down`` can find what a crashed run left behind. Every address comes from one network
-(``198.19.0.0/16`` by default): the public segment is its second /24, the private LAN its third.
+(``198.19.0.0/16`` by default): the public segment is its second /24, the private LAN its
+third. README.md has the full picture.
 """
 
 from __future__ import annotations
