@@ -19,10 +19,12 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from protocol.maas.apikey import ApiKey
 from protocol.simulator.maas import control
 from protocol.simulator.maas.constraints import parse_allocate, parse_read
 from protocol.simulator.maas.core import (
@@ -50,7 +52,9 @@ __all__ = ["CORE_KEY", "build_app"]
 log = logging.getLogger("protocol.simulator.maas")
 
 CORE_KEY: web.AppKey[SimulatorCore] = web.AppKey("maas_core", SimulatorCore)
-_KEY_ATTR = "maas_api_key"
+#: the key that signed the request being handled (None: anonymous); aiohttp runs each request
+#: in its own task, so the middleware's value is the handler's
+_CALLER: ContextVar[ApiKey | None] = ContextVar("maas_sim_caller", default=None)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -142,7 +146,7 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
             **{"Retry-After": str(rule.retry_after)},
         ).response()
     try:
-        request[_KEY_ATTR] = core.verifier.verify(request.headers.get("Authorization"), time.time())
+        _CALLER.set(core.verifier.verify(request.headers.get("Authorization"), time.time()))
     except OAuthRejected as exc:
         log.info("maas-sim.auth-rejected reason=%s path=%s", exc.reason, request.path)
         rejected = _text(str(exc), 401)
@@ -158,7 +162,7 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def _require_user(request: web.Request) -> None:
     # piston3 "challenges" an anonymous request to an authenticated handler: 401, "Forbidden"
-    if request.get(_KEY_ATTR) is None:
+    if _CALLER.get() is None:
         raise ApiError(401, "Forbidden", **{"WWW-Authenticate": 'OAuth realm="OAuth"'})
 
 
