@@ -22,7 +22,7 @@ from protocol.simulator.nat import (
     StaleFlowAction,
     TopologyExists,
 )
-from protocol.simulator.nat.netns import list_namespaces
+from protocol.simulator.nat.netns import list_namespaces, tool
 from tests.faults.nat_lab import TcpLab, unique_prefix
 
 pytestmark = [pytest.mark.requires_netns, pytest.mark.timeout(60)]
@@ -283,3 +283,17 @@ def test_cli_knobs(nat: NatTopology, capsys: pytest.CaptureFixture[str]) -> None
     assert pcg_sim(["nat", "flush", *prefix]) == 0
     assert pcg_sim(["nat", "proxy-restart", *prefix]) == 1
     assert "has no proxy host" in capsys.readouterr().err
+
+
+def test_down_removes_a_partial_topology_and_nothing_else(requires_netns: None) -> None:
+    prefix = unique_prefix()
+    mine, neighbour = f"{prefix}-maas", f"{prefix}y-router"  # "{prefix}y" is another prefix
+    for name in (mine, neighbour):
+        subprocess.run([tool("ip"), "netns", "add", name], check=True, timeout=10)
+    try:
+        NatTopology(NatPlan(prefix=prefix)).down()
+        present = list_namespaces()
+        assert mine not in present and neighbour in present
+    finally:
+        for name in (mine, neighbour):
+            subprocess.run([tool("ip"), "netns", "delete", name], capture_output=True, timeout=10)

@@ -92,10 +92,8 @@ class RouterImpairments:
         netns.run(
             ["tc", "qdisc", "del", "dev", ifname, "root"], namespace=self._namespace, check=False
         )
-        netns.run(
-            ["iptables-restore", "--noflush"],
-            namespace=self._namespace,
-            input=impairment_ruleset(side, Impairment(), userspace_delay=False),
+        netns.iptables_restore(
+            self._namespace, impairment_ruleset(side, Impairment(), userspace_delay=False)
         )
         self._stop_delayer(side)
 
@@ -132,7 +130,7 @@ class RouterImpairments:
         if impairment.delay_ms > 0:
             self._start_delayer(side, impairment.delay_ms)
         rules = impairment_ruleset(side, impairment, userspace_delay=True)
-        netns.run(["iptables-restore", "--noflush"], namespace=self._namespace, input=rules)
+        netns.iptables_restore(self._namespace, rules)
 
     def _tag(self, side: Side) -> str:
         return f"{self._plan.prefix}-{side.value}"

@@ -64,6 +64,14 @@ def run(
     return result
 
 
+def iptables_restore(namespace: str, rules: str, *, replace_all: bool = False) -> None:
+    """Load ``iptables-restore`` input inside ``namespace``, atomically per table. Without
+    ``replace_all`` only the chains the input names are touched (``--noflush``). ``-w``: a
+    legacy iptables shares one lock file with the host's firewall tools."""
+    argv = ["iptables-restore", "-w", "5"] + ([] if replace_all else ["--noflush"])
+    run(argv, namespace=namespace, input=rules)
+
+
 def exec_argv(namespace: str, argv: Sequence[str]) -> list[str]:
     """The command line that runs ``argv`` inside ``namespace``."""
     return [tool("ip"), "netns", "exec", namespace, *argv]

@@ -276,7 +276,7 @@ class NatTopology:
             netns.write_sysctl(router, key, value)
         for key in BRIDGE_SYSCTLS:
             netns.write_sysctl(router, key, "0", missing_ok=True)
-        netns.run(["iptables-restore"], namespace=router, input=router_rules(plan))
+        netns.iptables_restore(router, router_rules(plan), replace_all=True)
 
         if self._proxy is not None:
             self._proxy.write_config()
@@ -340,11 +340,7 @@ class NatTopology:
     def set_stale_flow_action(self, action: StaleFlowAction) -> None:
         """What the router does with packets of flows it forgot: drop them (default) or answer
         TCP with a reset so the sender fails fast."""
-        netns.run(
-            ["iptables-restore", "--noflush"],
-            namespace=self._require_up(),
-            input=stale_ruleset(StaleFlowAction(action)),
-        )
+        netns.iptables_restore(self._require_up(), stale_ruleset(StaleFlowAction(action)))
 
     def impairment(self, side: Side | str) -> Impairment:
         self._require_up()

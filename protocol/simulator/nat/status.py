@@ -68,6 +68,12 @@ class TopologyStatus:
                     state = "no-carrier"
                 addresses = ", ".join(iface.addresses) or "-"
                 lines.append(f"    {iface.name:<15} {state:<10} {addresses}")
+        if self.idle_timeout is None:
+            lines.append(
+                f"  router namespace missing: a partial topology; "
+                f"'pcg-sim nat down --prefix {self.prefix}' removes it"
+            )
+            return "\n".join(lines) + "\n"
         lines.append(f"  idle timeout (tcp established): {self.idle_timeout} s")
         lines.append(f"  stale flows: {self.stale_flows}")
         lines.append(f"  conntrack entries: {self.conntrack_entries}")
