@@ -1,0 +1,79 @@
+"""Fixtures for end-to-end tests: a hub and agents as real subprocesses on loopback."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.origin import Origin
+from tests.support.processes import AgentProcess, HubProcess
+from tests.support.tls import Pki, make_pki
+
+GATEWAY = "gw-test"
+
+
+@pytest.fixture
+def token() -> str:
+    return "tok-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[Origin]:
+    server = Origin()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def hub(tmp_path: Path, token: str) -> Iterator[HubProcess]:
+    process = HubProcess(tmp_path, {GATEWAY: token}, ping_interval=1.0, ping_timeout=1.0)
+    process.start()
+    yield process
+    process.stop()
+    assert token not in process.log_path.read_text(), "the hub logged the agent's token"
+
+
+def agent_config(hub: HubProcess, token: str, origin_port: int, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "gateway_name": GATEWAY,
+        "hub_url": hub.tunnel_url,
+        "token": token,
+        "allowlist": [f"127.0.0.1:{origin_port}"],
+        "ping_interval": 1.0,
+        "ping_timeout": 1.0,
+        "write_timeout": 3.0,
+        "open_timeout": 3.0,
+        "backoff_base": 0.2,
+        "backoff_cap": 1.0,
+        "backoff_reset_after": 5.0,
+        "drain_timeout": 10.0,
+        "log_level": "DEBUG",
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture
+def agents(tmp_path: Path, token: str) -> Iterator[Callable[..., AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start(config: dict[str, Any], env: dict[str, str] | None = None) -> AgentProcess:
+        process = AgentProcess(tmp_path, config, env)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        assert token not in process.log, "the agent logged its token"

@@ -1,0 +1,109 @@
+"""Relayed HTTP through hub -> tunnel -> agent -> origin: bodies, concurrency, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+
+from tests.support.net import fetch_via_connect, http_request, open_via_connect, pattern
+from tests.support.origin import Origin
+from tests.support.processes import AgentProcess, HubProcess
+
+from .conftest import GATEWAY, agent_config
+
+SIZES = [0, 1, 64 * 1024, 64 * 1024 * 1024]
+
+
+async def test_bodies_are_byte_identical_both_ways(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    agent = agents(agent_config(hub, token, origin.port))
+    await agent.wait_log("tunnel up")
+    for size in SIZES:
+        down = await fetch_via_connect(
+            hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", f"/bytes/{size}"
+        )
+        assert down.status == 200 and len(down.body) == size
+        assert down.body == pattern(size), f"download of {size} bytes differs"
+        body = pattern(size)[::-1]
+        up = await fetch_via_connect(
+            hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "POST", "/echo", body
+        )
+        assert up.status == 200 and up.body == body, f"upload of {size} bytes differs"
+
+
+async def test_thousand_concurrent_requests_all_succeed(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    agent = agents(agent_config(hub, token, origin.port))
+    await agent.wait_log("tunnel up")
+
+    async def one(i: int) -> bytes:
+        result = await fetch_via_connect(
+            hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "POST", "/echo", b"req-%d" % i
+        )
+        assert result.status == 200
+        return result.body
+
+    bodies = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(1000))), 120)
+    assert bodies == [b"req-%d" % i for i in range(1000)]
+
+
+async def _timed_download(hub: HubProcess, port: int, size: int) -> float:
+    start = time.perf_counter()
+    result = await fetch_via_connect(
+        hub.connect_addr, GATEWAY, "127.0.0.1", port, "GET", f"/bytes/{size}"
+    )
+    assert result.status == 200 and len(result.body) == size
+    return time.perf_counter() - start
+
+
+async def test_stalled_readers_do_not_slow_a_healthy_stream(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    """100 streams whose reader stopped (their windows full) cost a healthy transfer <= 10%."""
+    agent = agents(agent_config(hub, token, origin.port))
+    await agent.wait_log("tunnel up")
+    size = 32 * 1024 * 1024
+    await _timed_download(hub, origin.port, size)  # warm up
+    baseline: list[float] = []
+    loaded: list[float] = []
+    stalled: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(5):
+            baseline.append(await _timed_download(hub, origin.port, size))
+        # 100 downloads of 64 MiB whose client never reads: each fills its stream window
+        for _ in range(100):
+            reader, writer = await open_via_connect(
+                hub.connect_addr, GATEWAY, "127.0.0.1", origin.port
+            )
+            writer.write(b"GET /bytes/67108864 HTTP/1.1\r\nHost: t\r\n\r\n")
+            stalled.append(writer)
+        await asyncio.sleep(1.0)  # let them fill every buffer on the way
+        for _ in range(5):
+            loaded.append(await _timed_download(hub, origin.port, size))
+        # the stalled streams are still there, and still stalled
+        status = await fetch_via_connect(
+            hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/small"
+        )
+        assert status.body == b"ok"
+    finally:
+        for writer in stalled:
+            writer.close()
+    ratio = statistics.median(loaded) / statistics.median(baseline)
+    print(f"healthy 32 MiB: baseline {baseline} loaded {loaded} ratio {ratio:.3f}")
+    assert ratio <= 1.10, f"healthy stream {ratio:.2f}x slower with 100 stalled streams"
+
+
+async def test_keep_alive_connection_carries_many_requests(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    agent = agents(agent_config(hub, token, origin.port))
+    await agent.wait_log("tunnel up")
+    reader, writer = await open_via_connect(hub.connect_addr, GATEWAY, "127.0.0.1", origin.port)
+    for _ in range(50):
+        result = await http_request(reader, writer, "GET", "/small", keep_alive=True)
+        assert result.body == b"ok"
+    writer.close()
