@@ -425,15 +425,7 @@ async def _subnet(request: web.Request) -> web.StreamResponse:
     _require_user(request)
     state = request.app[CORE_KEY].state
     wanted = request.match_info["id"]
-    kind, _, value = wanted.rpartition(":")
-    subnet = next(
-        (
-            s
-            for s in state.inventory.subnets
-            if (kind == "" and str(s.id) == value) or (kind in ("cidr", "name") and s.cidr == value)
-        ),
-        None,
-    )
+    subnet = next((s for s in state.inventory.subnets if str(s.id) == wanted), None)
     if subnet is None:
         raise _not_found("Subnet")
 
