@@ -188,7 +188,18 @@ class MaasTransport:
                 elapsed * 1000,
             )
             if 200 <= status < 300:
-                return _decode(text, content_type)
+                try:
+                    return _decode(text, content_type)
+                except ValueError:
+                    raise MaasApiError(
+                        f"MAAS answered {shown} with HTTP {status} but a body that is not valid "
+                        f"JSON ({_clip(self.api_key.redact(text)) or 'empty'}). Is {self.endpoint} "
+                        "really MAAS, and not a proxy or login page?",
+                        status=status,
+                        method=method,
+                        url=url,
+                        body=self.api_key.redact(text),
+                    ) from None
             clean = self.api_key.redact(text).strip()
             if is_retryable_status(status, retry_after):
                 if attempt < self.retry.attempts:
