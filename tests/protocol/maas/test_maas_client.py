@@ -8,12 +8,14 @@ import socket
 import time
 
 import pytest
+from aiohttp import web
 
 from protocol.maas import (
     ApiKey,
     AuthError,
     BadRequest,
     InvalidEndpoint,
+    MaasApiError,
     MaasClient,
     MaasTimeout,
     MaasUnreachable,
@@ -368,3 +370,29 @@ def test_endpoint_normalisation(given: str, expected: str) -> None:
 def test_unusable_endpoint(given: str) -> None:
     with pytest.raises(InvalidEndpoint, match="http://maas.example.com:5240/MAAS"):
         normalize_endpoint(given)
+
+
+async def test_something_else_behind_the_endpoint_is_reported() -> None:
+    """A proxy or login page answering 200 with HTML, or broken JSON, is a clear MaasApiError."""
+
+    async def login_page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>please log in</html>", content_type="text/html")
+
+    async def broken_json(request: web.Request) -> web.Response:
+        return web.Response(text="[{", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/MAAS/api/2.0/zones/", login_page)
+    app.router.add_get("/MAAS/api/2.0/domains/", broken_json)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with MaasClient(f"http://{host}:{port}/MAAS", "a:b:c", trust_env=False) as maas:
+            with pytest.raises(MaasApiError, match="where a JSON list was expected"):
+                await maas.list_zones()
+            with pytest.raises(MaasApiError, match="not valid JSON"):
+                await maas.list_domains()
+    finally:
+        await runner.cleanup()
