@@ -58,6 +58,7 @@ from protocol.state import StreamState as S
 from protocol.windows import ReceiveWindow, SendWindow
 
 _GRACEFUL = (ErrorCode.NO_ERROR, ErrorCode.SHUTTING_DOWN)
+_STARTED = (SessionState.OPEN, SessionState.DRAINING)
 
 
 class Role(enum.Enum):
@@ -127,6 +128,9 @@ class TunnelConnection:
         self._session_send = SendWindow(self.peer_settings.session_window)
         self._session_recv = ReceiveWindow(self.local_settings.session_window)
         self._out: deque[bytes] = deque()
+        #: PING, PONG and WINDOW go ahead of queued DATA: a keepalive answer or a credit grant
+        #: stuck behind megabytes of bulk data would make a healthy peer look dead (§7)
+        self._urgent: deque[bytes] = deque()
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
         self._ping_count = 0
@@ -160,6 +164,10 @@ class TunnelConnection:
         Frames are packed into one message up to the peer's max_message_size (or
         ``max_bytes`` if smaller); call again until it returns b"".
         """
+        if self._urgent:
+            urgent = b"".join(self._urgent)
+            self._urgent.clear()
+            return urgent
         out = self._out
         if not out:
             return b""
@@ -180,7 +188,7 @@ class TunnelConnection:
     @property
     def wants_write(self) -> bool:
         """Whether :meth:`data_to_send` has something."""
-        return bool(self._out)
+        return bool(self._out or self._urgent)
 
     def tick(self, now: float) -> list[ev.Event]:
         """Run the keepalive (§7): send a PING when one is due, end a session whose peer
@@ -211,12 +219,12 @@ class TunnelConnection:
 
     def ping(self, now: float) -> None:
         """Send a PING now (unless one is already unanswered); its PONG reports the RTT."""
-        if self._ping_payload is not None or self.state is SessionState.CLOSED:
+        if self._ping_payload is not None or self.state not in _STARTED:
             return
         self._ping_count += 1
         self._ping_payload = self._ping_count.to_bytes(8, "big")
         self._ping_sent_at = now
-        self._queue(Ping(self._ping_payload))
+        self._queue_urgent(Ping(self._ping_payload))
 
     # ------------------------------------------------------------------ application side
 
@@ -241,6 +249,8 @@ class TunnelConnection:
             )
         stream_id = self._next_local_id
         if stream_id > MAX_STREAM_ID:
+            # say so to the peer too: this session takes no more streams from this side (§5.1)
+            self.go_away(ErrorCode.NO_ERROR, "stream ids exhausted")
             raise ConnectionClosed(ErrorCode.NO_ERROR, "stream ids exhausted; open a new session")
         self._next_local_id += 2
         self._streams[stream_id] = _Stream(S.SYN_SENT, peer.stream_window, self._recv_size())
@@ -308,7 +318,7 @@ class TunnelConnection:
             return
         increment = stream.recv.acknowledge(n)
         if increment and peer_may_send(stream.state):
-            self._queue(Window(stream_id, increment))
+            self._queue_urgent(Window(stream_id, increment))
 
     def go_away(
         self, code: ErrorCode = ErrorCode.NO_ERROR, message: str = "", retry_after_ms: int = 0
@@ -362,6 +372,9 @@ class TunnelConnection:
     def _queue(self, frame: Frame) -> None:
         self._out.append(encode(frame))
 
+    def _queue_urgent(self, frame: Ping | Pong | Window) -> None:
+        self._urgent.append(encode(frame))
+
     def _send_hello(self, versions: tuple[int, ...], capabilities: tuple[str, ...]) -> None:
         self._hello_sent = True
         self._queue(Hello(versions, capabilities, self.local_settings, dict(self.config.info)))
@@ -410,7 +423,10 @@ class TunnelConnection:
     ) -> None:
         self.state = session_transition(self.state, transition) or SessionState.CLOSED
         self.close_code = code
-        self._out.append(encode(GoAway(code, self._last_peer_id, retry_after_ms, message[:512])))
+        # Nothing queued matters to a session that is over: the GOAWAY goes out alone.
+        self._out.clear()
+        self._urgent.clear()
+        self._out.append(encode(GoAway(code, self._last_peer_id, retry_after_ms, message)))
         self._streams.clear()
         self._next_ping_at = None
         events.append(ev.ConnectionTerminated(code, message, remote=False))
@@ -469,7 +485,7 @@ class TunnelConnection:
                 else:
                     self._unknown_stream(stream_id, "RESET")
             case Ping(payload):
-                self._queue(Pong(payload))
+                self._queue_urgent(Pong(payload))
             case Pong(payload):
                 if payload == self._ping_payload:
                     self._ping_payload = None
@@ -503,10 +519,10 @@ class TunnelConnection:
             raise RemoteProtocolError("DATA on stream 0")
         # Session credit is charged on arrival and given back at once (§6.3): a stream whose
         # reader stalls holds only its own window, never the session's.
-        self._session_recv.receive(n, "session")
+        self._session_recv.receive(n, 0)
         increment = self._session_recv.acknowledge(n)
         if increment:
-            self._queue(Window(0, increment))
+            self._queue_urgent(Window(0, increment))
         stream = self._streams.get(stream_id)
         if stream is None:
             self._unknown_stream(stream_id, "DATA")
@@ -514,7 +530,7 @@ class TunnelConnection:
         state = stream.state
         if stream_transition(state, I.RECV_DATA) is None:
             raise self._remote_stream_violation(stream_id, state, I.RECV_DATA)
-        stream.recv.receive(n, f"stream {stream_id}")
+        stream.recv.receive(n, stream_id)
         if n:
             events.append(ev.DataReceived(stream_id, payload))
 

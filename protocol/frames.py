@@ -46,6 +46,17 @@ MAX_STREAM_ID = 2**31 - 1
 MAX_PING_PAYLOAD = 64
 #: Bytes a frame may add around a DATA payload; max_message_size must leave room for it.
 FRAME_OVERHEAD = 32
+#: RESET and GOAWAY reasons are cut to this many bytes of UTF-8 (§10).
+MAX_REASON_BYTES = 256
+
+
+def clip_reason(text: str) -> str:
+    """``text`` cut to MAX_REASON_BYTES of UTF-8, on a character boundary."""
+    data = text.encode()
+    if len(data) <= MAX_REASON_BYTES:
+        return text
+    return data[:MAX_REASON_BYTES].decode(errors="ignore")
+
 
 MetadataValue: TypeAlias = str | int | float | bool | bytes | None
 
@@ -93,6 +104,12 @@ class Settings:
             found.append(
                 f"max_message_size={self.max_message_size} must be at least "
                 f"max_frame_size + {FRAME_OVERHEAD} = {self.max_frame_size + FRAME_OVERHEAD}"
+            )
+        if not found and self.max_message_size < self.max_metadata_size + 64:
+            found.append(
+                f"max_message_size={self.max_message_size} must be at least "
+                f"max_metadata_size + 64 = {self.max_metadata_size + 64}, so that every OPEN "
+                "the peer may send fits in one message"
             )
         return found
 
@@ -207,13 +224,14 @@ def encode(frame: Frame) -> bytes:
         case Fin(stream_id):
             return _pack((FrameType.FIN, stream_id))
         case Reset(stream_id, code, message):
-            return _pack((FrameType.RESET, stream_id, int(code), message))
+            return _pack((FrameType.RESET, stream_id, int(code), clip_reason(message)))
         case Ping(payload):
             return _pack((FrameType.PING, 0, payload))
         case Pong(payload):
             return _pack((FrameType.PONG, 0, payload))
         case GoAway(code, last_stream_id, retry_after_ms, message):
-            return _pack((FrameType.GOAWAY, 0, int(code), last_stream_id, retry_after_ms, message))
+            reason = clip_reason(message)
+            return _pack((FrameType.GOAWAY, 0, int(code), last_stream_id, retry_after_ms, reason))
         case Hello(versions, capabilities, settings, info):
             body: dict[str, Any] = {
                 "versions": list(versions),
@@ -230,9 +248,16 @@ def encode_data_header(stream_id: int, length: int) -> bytes:
 
     ``encode_data_header(s, len(p)) + p == encode(Data(s, p))`` for every payload ``p``.
     """
-    packer_head = _pack((FrameType.DATA, stream_id))
-    # fixarray of 3 instead of 2, then the bin header of the payload (msgpack spec: bin 8/16/32)
-    head = b"\x93" + packer_head[1:]
+    # fixarray of 3, the DATA type as a positive fixint, the stream id as the smallest msgpack
+    # unsigned int that holds it, then the bin header of the payload (msgpack spec).
+    if stream_id < 0x80:
+        head = bytes((0x93, FrameType.DATA, stream_id))
+    elif stream_id < 2**8:
+        head = bytes((0x93, FrameType.DATA, 0xCC, stream_id))
+    elif stream_id < 2**16:
+        head = b"\x93\x03\xcd" + stream_id.to_bytes(2, "big")
+    else:
+        head = b"\x93\x03\xce" + stream_id.to_bytes(4, "big")
     if length < 2**8:
         return head + b"\xc4" + length.to_bytes(1, "big")
     if length < 2**16:
@@ -303,11 +328,14 @@ def _hello(body: object) -> Hello:
     except ValueError as exc:
         raise _fail(f"HELLO settings: {exc}") from None
     return Hello(
-        versions=tuple(_uint(v, "HELLO version", 2**16) for v in versions),
+        versions=tuple(_uint(v, "HELLO version", 2**16 - 1) for v in versions),
         capabilities=tuple(_str(c, "HELLO capability") for c in capabilities),
         settings=settings,
         info=info,
     )
+
+
+_FRAME_TYPES = tuple(FrameType)  # by wire value: FrameType values are 0..9 with no gaps
 
 
 def _frame(obj: object) -> Frame:
@@ -316,10 +344,9 @@ def _frame(obj: object) -> Frame:
     raw_type = obj[0]
     if type(raw_type) is not int:
         raise _fail(f"frame type must be an integer, got {raw_type!r:.40}")
-    try:
-        frame_type = FrameType(raw_type)
-    except ValueError:
-        raise _fail(f"unknown frame type {raw_type}") from None
+    if not 0 <= raw_type < len(_FRAME_TYPES):
+        raise _fail(f"unknown frame type {raw_type}")
+    frame_type = _FRAME_TYPES[raw_type]
     stream_id = _uint(obj[1], "stream id", MAX_STREAM_ID)
     if frame_type is FrameType.DATA:  # the hot path first
         _arity(obj, 3, frame_type)
@@ -386,13 +413,17 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
     )
     unpacker.feed(message)
     frames: list[Frame] = []
+    end_of_last_frame = 0
     try:
         for obj in unpacker:
             frames.append(_frame(obj))
+            end_of_last_frame = unpacker.tell()
     except RemoteProtocolError:
         raise
     except Exception as exc:  # msgpack raises many types for malformed input
         raise _fail(f"malformed msgpack: {type(exc).__name__}") from None
-    if unpacker.tell() != len(message):
-        raise _fail(f"message ends mid-frame at byte {unpacker.tell()} of {len(message)}")
+    # The unpacker stops quietly at a partial object (and may have consumed part of it), so
+    # the end of the last complete frame is what must equal the message's length (§2).
+    if end_of_last_frame != len(message):
+        raise _fail(f"message ends mid-frame after byte {end_of_last_frame} of {len(message)}")
     return frames

@@ -30,6 +30,9 @@ from protocol.codes import ErrorCode
 
 
 class StreamState(Enum):
+    # members are singletons: identity hashing is correct and skips Enum's Python __hash__
+    __hash__ = object.__hash__
+
     SYN_SENT = "syn-sent"
     SYN_SENT_LOCAL_CLOSED = "syn-sent-local-closed"
     SYN_RECEIVED = "syn-received"
@@ -41,6 +44,9 @@ class StreamState(Enum):
 
 
 class StreamInput(Enum):
+    # members are singletons: identity hashing is correct and skips Enum's Python __hash__
+    __hash__ = object.__hash__
+
     SEND_OPEN = "send-open"
     RECV_OPEN = "recv-open"
     SEND_ACCEPT = "send-accept"
@@ -120,6 +126,9 @@ def peer_may_send(state: StreamState) -> bool:
 
 
 class SessionState(Enum):
+    # members are singletons: identity hashing is correct and skips Enum's Python __hash__
+    __hash__ = object.__hash__
+
     #: waiting for the peer's HELLO (client: after sending its own; server: before answering)
     AWAITING_HELLO = "awaiting-hello"
     OPEN = "open"
@@ -129,6 +138,9 @@ class SessionState(Enum):
 
 
 class SessionInput(Enum):
+    # members are singletons: identity hashing is correct and skips Enum's Python __hash__
+    __hash__ = object.__hash__
+
     RECV_HELLO = "recv-hello"
     RECV_STREAM_FRAME = "recv-stream-frame"  # OPEN ACCEPT DATA FIN RESET WINDOW
     RECV_PING = "recv-ping"

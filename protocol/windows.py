@@ -54,8 +54,10 @@ class ReceiveWindow:
         self.unacknowledged = 0  # received, not yet consumed by the application
         self.ungranted = 0  # consumed, not yet given back in a WINDOW frame
 
-    def receive(self, n: int, what: str) -> None:
+    def receive(self, n: int, stream_id: int) -> None:
+        """Charge ``n`` arriving bytes (stream_id 0: the session window)."""
         if n > self.remaining:
+            what = "session" if stream_id == 0 else f"stream {stream_id}"
             raise RemoteProtocolError(
                 f"{what}: peer sent {n} bytes with only {self.remaining} of credit",
                 ErrorCode.FLOW_CONTROL_ERROR,

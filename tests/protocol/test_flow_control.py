@@ -88,7 +88,7 @@ def test_a_stalled_reader_stalls_only_its_own_stream() -> None:
 
 def test_acknowledging_more_than_received_is_a_local_error() -> None:
     window = ReceiveWindow(1024)
-    window.receive(10, "stream 1")
+    window.receive(10, 1)
     try:
         window.acknowledge(11)
     except LocalProtocolError:

@@ -170,6 +170,27 @@ def test_ping_measures_rtt_and_keepalive_detects_a_dead_peer() -> None:
     assert conn.state is SessionState.CLOSED and conn.next_deadline() is None
 
 
+def test_pong_and_window_go_ahead_of_queued_data() -> None:
+    pair = Pair()
+    sid = pair.client.conn.open_stream()
+    pair.pump()
+    pair.server.conn.accept_stream(sid)
+    pair.pump()
+    pair.server.conn.send_data(sid, b"x" * 200_000)  # a backlog of bulk DATA
+    pair.client.conn.ping(0.0)
+    pair.deliver_one_way(pair.client, pair.server)
+    first = pair.server.conn.data_to_send()
+    from protocol.frames import Pong, decode_message
+
+    assert isinstance(decode_message(first, 1 << 30)[0], Pong)
+
+
+def test_no_ping_before_the_handshake() -> None:
+    server = TunnelConnection(ConnectionConfig(Role.SERVER))
+    server.ping(0.0)
+    assert server.data_to_send() == b""
+
+
 def test_graceful_goaway_drains_and_refuses_new_streams() -> None:
     pair = Pair()
     kept = pair.client.conn.open_stream()

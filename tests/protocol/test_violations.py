@@ -65,6 +65,23 @@ def test_message_ending_mid_frame() -> None:
     assert_ended_with(server, events, ErrorCode.PROTOCOL_ERROR)
 
 
+def test_message_ending_mid_frame_header() -> None:
+    # a DATA frame cut after its stream id, and a FIN followed by the start of another frame
+    for message in (bytes.fromhex("930301"), bytes.fromhex("92040192")):
+        server = open_server()
+        events = server.receive_data(message, 0.0)
+        assert_ended_with(server, events, ErrorCode.PROTOCOL_ERROR)
+        assert "ends mid-frame" in events[-1].message
+
+
+def test_reasons_are_clipped_to_256_bytes() -> None:
+    server = open_server()
+    server.receive_data(encode(Open(1, {})), 0.0)
+    server.reset_stream(1, ErrorCode.CANCEL, "é" * 1000)
+    (reset,) = decode_message(server.data_to_send(), 1 << 20)
+    assert len(reset.message.encode()) <= 256 and reset.message == "é" * 128
+
+
 def test_unknown_frame_type() -> None:
     server = open_server()
     events = server.receive_data(msgpack.packb([42, 1, b""]), 0.0)
@@ -80,7 +97,9 @@ def test_oversize_data_frame() -> None:
 
 
 def test_oversize_message() -> None:
-    server = open_server(Settings(max_frame_size=1024, max_message_size=4096))
+    server = open_server(
+        Settings(max_frame_size=1024, max_message_size=4096, max_metadata_size=1024)
+    )
     events = server.receive_data(b"\x90" * 4097, 0.0)
     assert_ended_with(server, events, ErrorCode.FRAME_TOO_LARGE)
 
@@ -210,7 +229,7 @@ def valid_messages() -> list[bytes]:
 VALID = valid_messages()
 
 
-def fuzz_target(messages: list[bytes]) -> None:
+def fuzz_target(messages: list[bytes], must_fail: bool = False) -> None:
     """Feed messages to a fresh server; only the protocol's own outcome is allowed."""
     server = TunnelConnection(ConnectionConfig(Role.SERVER))
     for message in messages:
@@ -221,6 +240,7 @@ def fuzz_target(messages: list[bytes]) -> None:
             assert server.state is SessionState.CLOSED
             assert goaway_code(server) in PROTOCOL_ERROR_CODES
             return
+    assert not must_fail, "a truncated message was accepted"
 
 
 @settings(max_examples=FUZZ_EXAMPLES)
@@ -238,7 +258,13 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 def test_fuzz_truncated_messages(index: int, data: st.DataObject) -> None:
     message = VALID[index]
     cut = data.draw(st.integers(0, len(message) - 1))
-    fuzz_target([*VALID[:index], message[:cut]])
+    # every cut of a message of whole frames that is not itself on a frame boundary must fail
+    boundaries = {0}
+    offset = 0
+    for frame in decode_message(message, 1 << 30):
+        offset += len(encode(frame))
+        boundaries.add(offset)
+    fuzz_target([*VALID[:index], message[:cut]], must_fail=cut not in boundaries)
 
 
 @settings(max_examples=FUZZ_EXAMPLES)
