@@ -25,7 +25,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m installer.demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/protocol_core.py
