@@ -30,7 +30,17 @@ SECRET_KEYS = frozenset({"token", "maas_api_key", "pairing_code"})
 class AgentConfig:
     gateway_name: str
     hub_url: str
+    #: a fixed bearer token (tests, hand-run hubs); a registered gateway uses its credential
     token: str = field(default="", repr=False)
+    #: registration (PROTOCOL of the Palette simulator's README): used only while no credential
+    #: is stored in state_dir; the code is single use, the install id joins a 3-node install
+    pairing_code: str | None = field(default=None, repr=False)
+    install_id: str | None = None
+    #: where the gateway's machines come from (MAAS names), reported at registration
+    domain: str = "maas"
+    zone: str = "default"
+    resource_pool: str = "default"
+    node_count: int = 1
     ca_bundle: str | None = None
     maas_api_endpoint: str | None = None
     maas_api_key: str | None = field(default=None, repr=False)
@@ -81,6 +91,13 @@ class AgentConfig:
             BackoffPolicy(self.backoff_base, self.backoff_cap, self.backoff_reset_after)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if self.node_count not in (1, 3):
+            raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
+        if not self.token and not self.pairing_code and not self.state_dir:
+            raise ConfigError(
+                "the agent has no way to authenticate: set pairing_code (and install_id) to "
+                "register, state_dir to use a stored credential, or token"
+            )
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format={self.log_format!r} must be 'text' or 'json'")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
@@ -113,7 +130,7 @@ class AgentConfig:
         return ()
 
     def secrets(self) -> tuple[str, ...]:
-        return tuple(v for v in (self.token, self.maas_api_key) if v)
+        return tuple(v for v in (self.token, self.maas_api_key, self.pairing_code) if v)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
@@ -125,6 +142,10 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if kind == "float":
             return float(value)
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
         if kind == "bool":
             if isinstance(value, bool):
                 return value

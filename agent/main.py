@@ -20,37 +20,33 @@ from agent import __version__, logs
 from agent.config import AgentConfig, load
 from agent.exceptions import ConfigError
 from agent.relay import Allowlist, Relay
+from agent.rpc import AgentRpc, Progress, RpcMethod
 from agent.tunnel import TunnelClient
 from protocol.aio.loop import run as run_loop
-from protocol.exceptions import RpcError
-from protocol.rpc import Request, RpcErrorCode
+from protocol.rpc import Request
 
 log = logging.getLogger("pcg.agent")
 
 
-class AgentRpc:
-    """The RPC methods this agent answers (PROTOCOL.md §9)."""
+def status_method(config: AgentConfig, relay: Relay) -> RpcMethod:
+    started = time.monotonic()
 
-    def __init__(self, config: AgentConfig, relay: Relay) -> None:
-        self.config = config
-        self.relay = relay
-        self.started = time.monotonic()
+    async def status(request: Request, progress: Progress) -> Any:
+        return {
+            "gateway": config.gateway_name,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - started, 3),
+            "active_relays": relay.active,
+            "pid": os.getpid(),
+        }
 
-    async def __call__(self, request: Request, progress: Any) -> Any:
-        if request.method == "agent.status":
-            return {
-                "gateway": self.config.gateway_name,
-                "version": __version__,
-                "uptime_s": round(time.monotonic() - self.started, 3),
-                "active_relays": self.relay.active,
-                "pid": os.getpid(),
-            }
-        raise RpcError(RpcErrorCode.NOT_FOUND, f"this agent has no method {request.method!r}")
+    return status
 
 
 async def run(config: AgentConfig) -> int:
     relay = Relay(Allowlist(config.relay_allowlist), config.connect_timeout)
-    client = TunnelClient(config, stream_handler=relay, rpc_handler=AgentRpc(config, relay))
+    rpc = AgentRpc({"agent.status": status_method(config, relay)})
+    client = TunnelClient(config, stream_handler=relay, rpc_handler=rpc)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, client.stop)
