@@ -5,8 +5,9 @@ starts it as a systemd service. What it carries is exactly what the agent needs 
 serve: the hub URL, the pairing code and install id, the MAAS endpoint and API key, proxies.
 Never the Palette password.
 
-:func:`agent_config_from_user_data` reads the config back out: the MAAS simulator uses it to
-boot simulated machines, and tests use it to check what was sent.
+The MAAS simulator's ``--boot-agents`` reads the config back out of the ``write_files`` entry at
+AGENT_CONFIG_PATH to boot a simulated machine's agent (it keeps its own copy of that path, since
+``protocol`` never imports ``agent``).
 """
 
 from __future__ import annotations
@@ -73,19 +74,3 @@ def render_gateway_user_data(
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False)
 
-
-def agent_config_from_user_data(user_data: str) -> dict[str, Any] | None:
-    """The agent config inside a gateway node's user_data, or None for other user_data."""
-    if not user_data.startswith("#cloud-config"):
-        return None
-    try:
-        document = yaml.safe_load(user_data)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    for entry in document.get("write_files") or []:
-        if isinstance(entry, dict) and entry.get("path") == AGENT_CONFIG_PATH:
-            config = yaml.safe_load(entry.get("content") or "")
-            return config if isinstance(config, dict) else None
-    return None
