@@ -26,7 +26,7 @@ After=network-online.target
 
 [Service]
 ExecStart=/opt/pcg/venv/bin/pcg-agent --config /etc/pcg/agent.yaml
-Restart=always
+Restart=on-failure
 RestartSec=2
 User=pcg
 StateDirectory=pcg-agent
@@ -73,4 +73,3 @@ def render_gateway_user_data(
         ],
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False)
-

@@ -93,6 +93,11 @@ class AgentConfig:
             raise ConfigError(str(exc)) from None
         if self.node_count not in (1, 3):
             raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
+        if self.pairing_code and not (self.install_id and self.state_dir):
+            raise ConfigError(
+                "registering with pairing_code needs install_id (shared by the nodes of one "
+                "install) and state_dir (where the gateway credential is kept)"
+            )
         if not self.token and not self.pairing_code and not self.state_dir:
             raise ConfigError(
                 "the agent has no way to authenticate: set pairing_code (and install_id) to "

@@ -88,3 +88,7 @@ def setup(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # At DEBUG the websockets library logs every handshake header, Authorization included:
+    # keep it at INFO whatever the agent's level (the filter above would scrub it, but a
+    # credential should not reach a log record at all).
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))

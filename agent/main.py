@@ -18,6 +18,7 @@ from typing import Any
 
 from agent import __version__, logs
 from agent.config import AgentConfig, load
+from agent.credentials import CredentialStore
 from agent.exceptions import ConfigError
 from agent.relay import Allowlist, Relay
 from agent.rpc import AgentRpc, Progress, RpcMethod
@@ -43,10 +44,33 @@ def status_method(config: AgentConfig, relay: Relay) -> RpcMethod:
     return status
 
 
+def decommission_method(client: TunnelClient, store: CredentialStore | None) -> RpcMethod:
+    async def decommission(request: Request, progress: Progress) -> Any:
+        reason = str(request.params.get("reason", "deleted in Palette"))
+        log.warning("decommissioning gateway=%s reason=%s", client.config.gateway_name, reason)
+        if store is not None:
+            store.decommission()
+        # answer first, then stop: the response must reach Palette before the GOAWAY
+        asyncio.get_running_loop().call_later(0.2, client.stop)
+        return {}
+
+    return decommission
+
+
 async def run(config: AgentConfig) -> int:
+    store = CredentialStore(config.state_dir) if config.state_dir else None
+    if store is not None and store.decommissioned:
+        log.warning(
+            "gateway=%s was deleted in Palette (marker in %s); not starting. Reinstall the "
+            "gateway to bring it back.",
+            config.gateway_name,
+            config.state_dir,
+        )
+        return 0
     relay = Relay(Allowlist(config.relay_allowlist), config.connect_timeout)
     rpc = AgentRpc({"agent.status": status_method(config, relay)})
     client = TunnelClient(config, stream_handler=relay, rpc_handler=rpc)
+    rpc.add("agent.decommission", decommission_method(client, store))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, client.stop)

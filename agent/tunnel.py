@@ -12,16 +12,23 @@ import asyncio
 import contextlib
 import logging
 
-from agent import __version__
+from agent import __version__, logs
 from agent.config import AgentConfig
+from agent.credentials import Credential, CredentialStore
 from protocol.aio.backoff import Backoff
 from protocol.aio.dial import dial
 from protocol.aio.proxy import redact_url
-from protocol.aio.rpc import RpcHandler, RpcServer
+from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import StreamHandler, TunnelSession
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
-from protocol.exceptions import ConnectionClosed, DialError, HubRejected, TlsVerificationError
+from protocol.exceptions import (
+    ConnectionClosed,
+    DialError,
+    HubRejected,
+    RpcError,
+    TlsVerificationError,
+)
 
 log = logging.getLogger("pcg.agent")
 
@@ -40,6 +47,8 @@ class TunnelClient:
         self.attempts = 0
         self.session: TunnelSession | None = None
         self.connected = asyncio.Event()
+        self.credentials = CredentialStore(config.state_dir) if config.state_dir else None
+        self.gateway_uid: str | None = None
         self._stopping = asyncio.Event()
         self._backoff = Backoff(config.backoff)
 
@@ -62,7 +71,11 @@ class TunnelClient:
                 redact_url(proxy) if proxy else "none",
             )
             try:
-                session = await self._connect()
+                authorization, headers, registering = self._authorization()
+                session = await self._connect(authorization, headers)
+                if registering:
+                    await self._register(session)
+                    continue  # dial again at once, as the registered gateway
             except DialError as exc:
                 level = (
                     logging.ERROR
@@ -72,6 +85,8 @@ class TunnelClient:
                 log.log(level, "hub unreachable gateway=%s error=%s", config.gateway_name, exc)
             except ConnectionClosed as exc:
                 log.warning("tunnel handshake failed gateway=%s error=%s", config.gateway_name, exc)
+            except RpcError as exc:
+                log.error("registration failed gateway=%s error=%s", config.gateway_name, exc)
             else:
                 up_since = loop.time()
                 self.session = session
@@ -104,11 +119,67 @@ class TunnelClient:
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
 
-    async def _connect(self) -> TunnelSession:
+    def _authorization(self) -> tuple[str, dict[str, str], bool]:
+        """(Authorization header, extra headers, registering?) for the next attempt."""
+        config = self.config
+        if config.token:
+            return f"Bearer {config.token}", {}, False
+        stored = self.credentials.load() if self.credentials else None
+        if stored is not None:
+            logs.register_secret(stored.secret)
+            self.gateway_uid = stored.uid
+            return f"Bearer {stored.secret}", {}, False
+        if config.pairing_code and config.install_id:
+            headers = {"Pcg-Gateway-Name": config.gateway_name, "Pcg-Install-Id": config.install_id}
+            return f"Pairing {config.pairing_code}", headers, True
+        raise DialError(
+            f"no credential in {config.state_dir} and no pairing_code to register with: "
+            "give the agent a pairing code (rerun the installer) or restore the credential file"
+        )
+
+    async def _register(self, session: TunnelSession) -> None:
+        """Present the pairing code over the tunnel; keep the credential Palette answers."""
+        config = self.config
+        assert self.credentials is not None and config.install_id is not None
+        params = {
+            "pairingCode": config.pairing_code,
+            "name": config.gateway_name,
+            "installId": config.install_id,
+            "agentVersion": __version__,
+            "maas": {"apiEndpoint": config.maas_api_endpoint, "apiKey": config.maas_api_key},
+            "cloudConfig": {
+                "domain": config.domain,
+                "azs": [config.zone],
+                "resourcePool": config.resource_pool,
+                "size": config.node_count,
+            },
+        }
+        try:
+            answer = await call(
+                session,
+                "overlord.register",
+                params,
+                idempotency_key=config.install_id,
+                deadline=config.open_timeout * 3,
+            )
+        finally:
+            await session.close()
+        logs.register_secret(str(answer["credential"]))
+        self.credentials.save(Credential(str(answer["uid"]), str(answer["credential"])))
+        self.gateway_uid = str(answer["uid"])
+        log.info(
+            "registered gateway=%s uid=%s credential_file=%s",
+            config.gateway_name,
+            self.gateway_uid,
+            self.credentials.path,
+        )
+
+    async def _connect(self, authorization: str, headers: dict[str, str]) -> TunnelSession:
         config = self.config
         ws = await dial(
             config.hub_url,
-            token=config.token,
+            authorization=authorization,
+            headers=headers,
             ca_bundle=config.ca_bundle,
             proxies=config.proxies,
             open_timeout=config.open_timeout,

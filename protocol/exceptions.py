@@ -11,7 +11,7 @@
     ├── StreamResetError             a stream was reset (by either side); carries the ErrorCode
     ├── ConnectionClosed             the session is over; no stream can be opened or written
     ├── DialError                    the hub could not be reached (retry with backoff)
-    │   ├── HubRejected              the hub refused the credentials (HTTP 401 or 403)
+    │   ├── HubRejected              the hub refused the credentials (HTTP 401, 403 or 409)
     │   ├── TlsVerificationError     the hub's certificate did not verify
     │   └── ProxyError               the proxy refused or failed the CONNECT
     └── RpcError                     an RPC failed: the peer answered with an error, or it was
@@ -85,11 +85,13 @@ class DialError(TunnelError, OSError):
 
 
 class HubRejected(DialError):
-    """The hub answered the websocket handshake with HTTP 401 or 403."""
+    """The hub refused the websocket handshake (HTTP 401, 403 or 409); ``code`` is the error
+    code from its JSON body (e.g. PairingCodeExpired), or empty."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, code: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 class TlsVerificationError(DialError):

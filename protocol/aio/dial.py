@@ -16,6 +16,19 @@ from protocol.exceptions import DialError, HubRejected, ProxyError, TlsVerificat
 WRITE_LIMIT = 1024 * 1024
 
 
+def _error_body(body: bytes | bytearray | None) -> tuple[str, str]:
+    """(message, code) from a refusal's JSON error envelope, if it has one."""
+    import json
+
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        return "", ""
+    if not isinstance(data, dict):
+        return "", ""
+    return str(data.get("message", ""))[:300], str(data.get("code", ""))
+
+
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """Verify the hub against ``ca_bundle`` when given, else the system's trust store."""
     try:
@@ -29,7 +42,8 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 async def dial(
     url: str,
     *,
-    token: str,
+    authorization: str | None = None,
+    token: str | None = None,
     ca_bundle: str | None = None,
     proxies: ProxySettings | None = None,
     open_timeout: float = 10.0,
@@ -39,8 +53,13 @@ async def dial(
 ) -> ClientConnection:
     """Open the websocket; raises a :class:`DialError` whose message says what to fix.
 
-    The token goes only in the ``Authorization`` header; it never appears in an error.
+    ``authorization`` is the whole header value (``Pairing <code>``, ``Bearer <credential>``);
+    ``token`` is short for ``authorization=f"Bearer {token}"``. Neither appears in an error.
     """
+    if authorization is None:
+        if token is None:
+            raise DialError("dial needs authorization or token")
+        authorization = f"Bearer {token}"
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise DialError(f"hub URL {url!r} must look like wss://host[:port]/path")
@@ -48,7 +67,7 @@ async def dial(
     tls = tls_context(ca_bundle) if parts.scheme == "wss" else None
     target = f"{parts.hostname}:{parts.port or (443 if tls else 80)}"
     via = f" through proxy {redact_url(proxy)}" if proxy else ""
-    all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+    all_headers = {"Authorization": authorization, **(headers or {})}
     try:
         return await connect(
             url,
@@ -82,11 +101,14 @@ async def dial(
         raise ProxyError(f"proxy {redact_url(proxy or '')} failed: {exc}") from None
     except websockets.exceptions.InvalidStatus as exc:
         status = exc.response.status_code
-        if status in (401, 403):
+        reason, code = _error_body(exc.response.body)
+        if status in (401, 403, 409):
+            detail = f": {code}: {reason}" if reason else ""
             raise HubRejected(
-                f"hub {target} refused the agent's credentials (HTTP {status}); "
+                f"hub {target} refused the agent's credentials (HTTP {status}){detail}; "
                 "re-register the gateway or fix the token in the agent config",
                 status,
+                code,
             ) from None
         raise DialError(f"hub {target}{via} answered HTTP {status} to the websocket") from None
     except ssl.SSLError as exc:

@@ -41,8 +41,9 @@ from protocol.frames import Settings
 
 log = logging.getLogger("pcg.hub")
 
-#: token -> gateway name, or None to refuse
-Authenticator = Callable[[str], Awaitable[str | None]]
+#: the websocket upgrade request -> the session's identity (a gateway name), or the HTTP
+#: response that refuses it (401 with a body saying why)
+Authenticator = Callable[[web.Request], Awaitable[str | web.Response]]
 TUNNEL_PATH = "/v1/tunnel"
 
 
@@ -60,12 +61,20 @@ class HubConfig:
     debug_endpoints: bool = False
 
 
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.startswith("Bearer ") else ""
+
+
 def static_tokens(tokens: Mapping[str, str]) -> Authenticator:
     """An authenticator from a fixed token -> gateway name map."""
     table = dict(tokens)
 
-    async def authenticate(token: str) -> str | None:
-        return table.get(token)
+    async def authenticate(request: web.Request) -> str | web.Response:
+        gateway = table.get(bearer_token(request))
+        if gateway is None:
+            return web.Response(status=401, text="missing or invalid bearer token\n")
+        return gateway
 
     return authenticate
 
@@ -102,12 +111,11 @@ class Hub:
         return routes
 
     async def _tunnel(self, request: web.Request) -> web.StreamResponse:
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else ""
-        gateway = await self.authenticate(token) if token else None
-        if gateway is None:
-            log.warning("tunnel refused peer=%s reason=bad-or-missing-token", request.remote)
-            return web.Response(status=401, text="missing or invalid bearer token\n")
+        identity = await self.authenticate(request)
+        if isinstance(identity, web.Response):
+            log.warning("tunnel refused peer=%s status=%d", request.remote, identity.status)
+            return identity
+        gateway = identity
         settings = self.config.settings
         ws = web.WebSocketResponse(
             max_msg_size=settings.max_message_size + 1024, compress=False, autoping=True

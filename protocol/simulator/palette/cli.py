@@ -1,0 +1,108 @@
+"""``pcg-sim palette``: the Palette simulator on one port (REST API + tunnel hub)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+from typing import Any
+
+from protocol.simulator.palette.model import PaletteUser
+from protocol.simulator.palette.server import PaletteSimulator
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "palette",
+        help="the Palette API and tunnel hub",
+        description=(
+            "Serve Palette's API for gateways, MAAS cloud accounts and clusters, with the tunnel "
+            "endpoint agents dial (/v1/tunnel) on the same port. Prints one JSON line with the "
+            "URLs when ready."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="EMAIL:PASSWORD",
+        help="a local tenant admin (repeatable)",
+    )
+    parser.add_argument(
+        "--sso-user", action="append", default=[], metavar="EMAIL", help="an SSO-only user"
+    )
+    parser.add_argument("--cert", help="PEM certificate chain for https/wss")
+    parser.add_argument("--key", help="PEM private key")
+    parser.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="serve http/ws instead of https/wss (allowed only on a loopback address)",
+    )
+    parser.add_argument("--state-file", help="keep gateways and clusters across restarts")
+    parser.add_argument("--unhealthy-after", type=float, default=30.0)
+    parser.add_argument("--ping-interval", type=float, default=10.0)
+    parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument("--log-level", default="info")
+    parser.set_defaults(func=_main)
+
+
+def _users(values: list[str]) -> list[PaletteUser]:
+    users = []
+    for value in values:
+        email, sep, password = value.partition(":")
+        if not sep or not email or not password:
+            raise SystemExit("--user takes EMAIL:PASSWORD")
+        users.append(PaletteUser(email, password))
+    return users
+
+
+def _main(args: argparse.Namespace) -> int:
+    from protocol.aio.loop import run
+
+    tls = None
+    if args.cert or args.key:
+        if not (args.cert and args.key):
+            raise SystemExit("give both --cert and --key")
+        tls = (args.cert, args.key)
+    elif args.insecure_http:
+        try:
+            loopback = ipaddress.ip_address(args.host).is_loopback
+        except ValueError:
+            loopback = args.host == "localhost"
+        if not loopback:
+            raise SystemExit(f"--insecure-http is allowed only on loopback, not on {args.host}")
+    else:
+        raise SystemExit("give --cert and --key, or --insecure-http on a loopback address")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    sim = PaletteSimulator(
+        _users(args.user),
+        args.sso_user,
+        tls=tls,
+        unhealthy_after=args.unhealthy_after,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        state_file=args.state_file,
+    )
+    return run(_serve(sim, args.host, args.port))
+
+
+async def _serve(sim: PaletteSimulator, host: str, port: int) -> int:
+    await sim.start(host, port)
+    print(
+        json.dumps({"event": "listening", "url": sim.url, "tunnel_url": sim.tunnel_url}),
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sim.stop()
+    return 0
