@@ -25,7 +25,10 @@ Decisions worth knowing:
   holding the fewest of that pool's machines (ties: list order); when MAAS has no match there
   the other zones are tried before giving up. No ``azs``: no zone constraint.
 * **Storage.** ``minDiskSizeInGB`` becomes MAAS's storage constraint ``root:<GB>``, which MAAS
-  applies to the boot disk; adoption and the resize check compare the boot disk too.
+  applies to the boot disk; adoption compares the boot disk too. The resize check compares a
+  machine's total storage with 60 GB, exactly as the installer's preflight does
+  (``installer/machines.py``), so both agree on which machines qualify. ``minCPU`` or
+  ``minMemInMB`` of 0 means no constraint.
 * **Failure.** Any failure of ``cluster.create`` (no matching machine, a failed or timed out
   deployment, MAAS unreachable...) releases every machine with the cluster's agent name and
   fails with MAAS's message. Cancellation (agent shutdown) does *not* release: the work is
@@ -195,7 +198,11 @@ class MachinePoolSpec:
         )
 
     def describe(self) -> str:
-        parts = [f">= {self.min_cpu} CPU", f">= {self.min_mem_mib} MiB"]
+        parts = []
+        if self.min_cpu:
+            parts.append(f">= {self.min_cpu} CPU")
+        if self.min_mem_mib:
+            parts.append(f">= {self.min_mem_mib} MiB")
         if self.min_disk_gb:
             parts.append(f">= {self.min_disk_gb} GB disk")
         if self.azs:
@@ -204,7 +211,7 @@ class MachinePoolSpec:
             parts.append(f"resource pool {self.resource_pool}")
         if self.tags:
             parts.append(f"tags {','.join(self.tags)}")
-        return ", ".join(parts)
+        return ", ".join(parts) or "no constraints"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +299,8 @@ def _parse_pool(raw: object, index: int) -> MachinePoolSpec:
         control_plane=control_plane,
         azs=tuple(dict.fromkeys(strings("azs"))),
         resource_pool=resource_pool or None,
-        min_cpu=count("minCPU", 1, 4096),
-        min_mem_mib=count("minMemInMB", 1, 1 << 24),
+        min_cpu=count("minCPU", 0, 4096, 0),
+        min_mem_mib=count("minMemInMB", 0, 1 << 24, 0),
         min_disk_gb=count("minDiskSizeInGB", 0, 1 << 20, 0),
         tags=strings("tags"),
     )
@@ -639,8 +646,8 @@ class MaasOperations:
         for zone in zones:
             try:
                 return await maas.allocate(
-                    cpu_count=pool.min_cpu,
-                    mem=pool.min_mem_mib,
+                    cpu_count=pool.min_cpu or None,
+                    mem=pool.min_mem_mib or None,
                     storage=f"root:{pool.min_disk_gb}" if pool.min_disk_gb else None,
                     zone=zone,
                     pool=pool.resource_pool,
@@ -979,7 +986,7 @@ class MaasOperations:
                 why.append("too few CPUs")
             if machine.memory < GATEWAY_MIN_MEM_MIB:
                 why.append("too little memory")
-            if _boot_disk_gb(machine) < GATEWAY_MIN_DISK_GB:
+            if machine.storage_gb < GATEWAY_MIN_DISK_GB:  # total, as the installer counts
                 why.append("too little storage")
             if _ref_name(machine.zone) != zone or _ref_name(machine.pool) != pool:
                 why.append("wrong zone/pool")
@@ -1082,12 +1089,10 @@ def _boot_disk_gb(machine: Machine) -> float:
 
 
 def _event(machine: Machine, pool: str | None, state: str) -> dict[str, Any]:
-    return {
-        "machine": machine.hostname,
-        "systemId": machine.system_id,
-        "pool": pool,
-        "state": state,
-    }
+    event = {"machine": machine.hostname, "systemId": machine.system_id, "state": state}
+    if pool is not None:
+        event["pool"] = pool
+    return event
 
 
 def _without_pool(emit: EmitProgress) -> EmitProgress:

@@ -260,6 +260,26 @@ async def test_create_with_maas_unreachable_is_unavailable(sim: MaasSimulator) -
     assert zones.value.code == "unavailable"
 
 
+async def test_create_accepts_palette_defaults(sim: MaasSimulator) -> None:
+    """What Palette sends for a pool without instance type, zones or resource pool."""
+    bare = {
+        "name": "cp",
+        "size": 1,
+        "isControlPlane": True,
+        "azs": [],
+        "resourcePool": "",
+        "minCPU": 0,
+        "minMemInMB": 0,
+        "minDiskSizeInGB": 0,
+        "tags": [],
+    }
+    result = await make_ops(sim).cluster_create(
+        request("cluster.create", create_params(bare), UID), Events()
+    )
+    assert [m["pool"] for m in result["machines"]] == ["cp"]
+    assert len(held(sim)) == 1
+
+
 @pytest.mark.parametrize(
     ("params", "words"),
     [
@@ -430,6 +450,17 @@ async def test_properties(sim: MaasSimulator) -> None:
     unreserved = subnets[0]["unreserved"]
     assert unreserved and {"start", "end", "numAddresses"} <= set(unreserved[0])
     assert progress.items == []
+
+
+async def test_default_client_from_the_agent_config(sim: MaasSimulator) -> None:
+    ops = MaasOperations(make_config(sim, no_proxy="127.0.0.1"), poll_interval=POLL)
+    zones = await ops.zones(request("maas.zones", {}), Events())
+    assert [z["name"] for z in zones] == ["default", "az2"]
+    unset = MaasOperations(make_config(sim, maas_api_endpoint=None))
+    with pytest.raises(RpcError) as info:
+        await unset.zones(request("maas.zones", {}), Events())
+    assert info.value.code == "failed_precondition"
+    assert "maas_api_endpoint" in info.value.message
 
 
 # -- through a real tunnel session ----------------------------------------------------------
