@@ -66,6 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON state: loaded at start if present (wins over --inventory), written on change",
     )
     data.add_argument(
+        "--boot-agents",
+        action="store_true",
+        help="run the gateway agent of a deployed machine's cloud-init user_data as a local "
+        "pcg-agent subprocess; stopped when the machine is released (protocol/simulator/maas/"
+        "boot.py)",
+    )
+    data.add_argument(
+        "--boot-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --boot-agents: keep each machine's files, state and agent.log under DIR "
+        "(default: a temporary directory, removed on exit)",
+    )
+    data.add_argument(
         "--deploy-seconds", type=float, default=20.0, metavar="S", help="Deploying -> Deployed"
     )
     data.add_argument(
@@ -143,6 +157,8 @@ def build_simulator(args: argparse.Namespace) -> tuple[MaasSimulator, str]:
         Timings(deploy=args.deploy_seconds, release=args.release_seconds),
         faults=faults,
         state_file=args.state_file,
+        boot_agents=args.boot_agents,
+        boot_dir=args.boot_dir,
     )
     return simulator, key_source
 

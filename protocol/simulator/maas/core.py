@@ -24,6 +24,7 @@ from typing import Any
 
 from protocol.maas.apikey import ApiKey
 from protocol.maas.models import NodeStatus, PowerState
+from protocol.simulator.maas.boot import AgentBooter
 from protocol.simulator.maas.constraints import NodeQuery
 from protocol.simulator.maas.faults import Faults
 from protocol.simulator.maas.inventory import Inventory
@@ -109,6 +110,8 @@ class SimulatorCore:
             self.state = SimState.fresh(inventory)
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        #: boots the agent of a deployed machine (boot.py); None unless boot_agents is on
+        self.booter: AgentBooter | None = None
 
     @property
     def machines(self) -> dict[str, SimMachine]:
@@ -123,6 +126,8 @@ class SimulatorCore:
                 self._schedule(machine, self.timings.deploy, self._finish_deploy)
             elif machine.status is NodeStatus.RELEASING:
                 self._schedule(machine, self.timings.release, self._finish_release)
+            elif machine.status is NodeStatus.DEPLOYED and self.booter is not None:
+                self.booter.deployed(machine)
 
     async def close(self) -> None:
         tasks = [*self._timers.values(), *self._hook_tasks]
@@ -131,6 +136,8 @@ class SimulatorCore:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._timers.clear()
         self._hook_tasks.clear()
+        if self.booter is not None:
+            await self.booter.close()
         self.save()
 
     def save(self, path: Path | None = None) -> Path | None:
@@ -211,6 +218,8 @@ class SimulatorCore:
             return machine
         machine.apply(Event.RELEASE)
         machine.status_message = "Releasing"
+        if self.booter is not None:
+            self.booter.released(machine)  # a release powers the machine off
         log.info(
             "maas-sim.releasing system_id=%s hostname=%s comment=%s",
             machine.system_id,
@@ -280,6 +289,8 @@ class SimulatorCore:
             machine.ip_address,
         )
         self.save()
+        if self.booter is not None:
+            self.booter.deployed(machine)
         if self.on_deployed is not None:
             self._run_hook("on_deployed", self.on_deployed, machine, machine.user_data_text)
 

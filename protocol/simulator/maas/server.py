@@ -24,6 +24,7 @@ from aiohttp import web
 
 from protocol.maas.apikey import ApiKey
 from protocol.simulator.maas.app import build_app
+from protocol.simulator.maas.boot import AgentBooter
 from protocol.simulator.maas.core import DeployedHook, ReleasedHook, SimulatorCore, Timings
 from protocol.simulator.maas.faults import Faults
 from protocol.simulator.maas.inventory import Inventory
@@ -53,9 +54,13 @@ class MaasSimulator:
         state_file: str | Path | None = None,
         on_deployed: DeployedHook | None = None,
         on_released: ReleasedHook | None = None,
+        boot_agents: bool = False,
+        boot_dir: str | Path | None = None,
     ) -> None:
         """``state_file``: loaded at construction if it exists (it then wins over
-        ``inventory``), written after every change and on stop."""
+        ``inventory``), written after every change and on stop. ``boot_agents``: a machine
+        that reaches Deployed runs the agent of its cloud-init user_data as a subprocess
+        (see boot.py), with its files and log under ``boot_dir`` (default: a temporary dir)."""
         if api_key is None:
             key = random_api_key()
         elif isinstance(api_key, ApiKey):
@@ -72,6 +77,8 @@ class MaasSimulator:
             on_deployed=on_deployed,
             on_released=on_released,
         )
+        if boot_agents:
+            self.core.booter = AgentBooter(boot_dir)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -155,6 +162,11 @@ class MaasSimulator:
     @on_released.setter
     def on_released(self, hook: ReleasedHook | None) -> None:
         self.core.on_released = hook
+
+    @property
+    def booter(self) -> AgentBooter | None:
+        """The agent booter when ``boot_agents`` is on (its ``agents``, ``log_path()``)."""
+        return self.core.booter
 
     @property
     def machines(self) -> list[SimMachine]:
