@@ -41,6 +41,11 @@ class AgentConfig:
     zone: str = "default"
     resource_pool: str = "default"
     node_count: int = 1
+    #: how tenant and gateway machines are deployed
+    maas_distro_series: str = "jammy"
+    maas_poll_interval: float = 5.0
+    maas_deploy_timeout: float = 1800.0
+    maas_release_timeout: float = 600.0
     ca_bundle: str | None = None
     maas_api_endpoint: str | None = None
     maas_api_key: str | None = field(default=None, repr=False)

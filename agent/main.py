@@ -20,6 +20,7 @@ from agent import __version__, logs
 from agent.config import AgentConfig, load
 from agent.credentials import CredentialStore
 from agent.exceptions import ConfigError
+from agent.maas_ops import MaasOperations
 from agent.relay import Allowlist, Relay
 from agent.rpc import AgentRpc, Progress, RpcMethod
 from agent.tunnel import TunnelClient
@@ -68,7 +69,9 @@ async def run(config: AgentConfig) -> int:
         )
         return 0
     relay = Relay(Allowlist(config.relay_allowlist), config.connect_timeout)
+    operations = MaasOperations(config)
     rpc = AgentRpc({"agent.status": status_method(config, relay)})
+    rpc.update(operations.methods())
     client = TunnelClient(config, stream_handler=relay, rpc_handler=rpc)
     rpc.add("agent.decommission", decommission_method(client, store))
     loop = asyncio.get_running_loop()
@@ -81,7 +84,10 @@ async def run(config: AgentConfig) -> int:
         ",".join(config.relay_allowlist) or "(empty)",
         config.dead_peer_bound,
     )
-    await client.run()
+    try:
+        await client.run()
+    finally:
+        await operations.close()
     log.info("agent stopped gateway=%s", config.gateway_name)
     return 0
 

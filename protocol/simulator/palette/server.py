@@ -349,13 +349,25 @@ class PaletteSimulator:
             raise RpcError(RpcErrorCode.UNAVAILABLE, str(exc), {"retryable": True}) from None
 
     async def _retrying(
-        self, overlord: Overlord, method: str, params: Mapping[str, Any], key: str, record: Any
+        self,
+        overlord: Overlord,
+        method: str,
+        params: Mapping[str, Any],
+        key: str,
+        record: Any,
+        events: list[dict[str, Any]],
     ) -> Any:
-        """Call until the gateway answers something other than unavailable (same key)."""
+        """Call until the gateway answers something other than unavailable (same key).
+
+        A retry attached to an operation under way gets its earlier progress events again
+        (PROTOCOL.md §9.3), so ``record`` sees each attempt's events from the start: the caller
+        truncates ``events`` back to where this call started before each attempt."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cluster_timeout
         delay = 0.2
+        first_event = len(events)
         while True:
+            del events[first_event:]  # the gateway replays this operation's events from the start
             try:
                 return await self.call_gateway(
                     overlord,
@@ -413,7 +425,7 @@ class PaletteSimulator:
 
         try:
             result = await self._retrying(
-                overlord, "cluster.create", rpc_params(cluster), cluster.uid, record
+                overlord, "cluster.create", rpc_params(cluster), cluster.uid, record, cluster.events
             )
         except RpcError as exc:
             cluster.state, cluster.message = "Failed", exc.message
@@ -458,6 +470,7 @@ class PaletteSimulator:
                     {"clusterUid": cluster.uid},
                     f"delete:{cluster.uid}",
                     record,
+                    cluster.events,
                 )
             except RpcError as exc:
                 cluster.state, cluster.message = "Failed", f"delete failed: {exc.message}"
@@ -481,7 +494,13 @@ class PaletteSimulator:
                 400, "ResizeNotSupported", f"a gateway has 1 or 3 nodes; {size} is not possible"
             )
         try:
-            result = await self.call_gateway(overlord, "gateway.resize", {"size": size})
+            result = await self.call_gateway(
+                overlord,
+                "gateway.resize",
+                {"size": size},
+                idempotency_key=f"resize:{overlord.uid}:{size}",
+                deadline=self.cluster_timeout,
+            )
         except RpcError as exc:
             if exc.code == RpcErrorCode.FAILED_PRECONDITION:
                 raise PaletteError(409, "InsufficientMachines", exc.message, exc.details) from None
