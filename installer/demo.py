@@ -54,9 +54,9 @@ async def _connect_request(connect: tuple[str, int], gateway: str, target: str, 
     writer.write(f"CONNECT {target} HTTP/1.1\r\nPcg-Gateway: {gateway}\r\n\r\n".encode())
     status_line = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0].decode()
     if " 200 " not in status_line + " ":
-        body = (await reader.read()).decode().strip()
+        reason = (await reader.read()).decode().strip()
         writer.close()
-        return f"{status_line} - {body}"
+        return f"{status_line} - {reason}"
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n".encode())
     response = await reader.read()
     writer.close()
