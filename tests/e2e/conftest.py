@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from protocol.simulator.palette import PaletteSimulator
 from tests.support.origin import Origin
 from tests.support.processes import AgentProcess, HubProcess
 from tests.support.tls import Pki, make_pki
+
+from .palette import ADMIN, MAAS_KEY, PaletteClient
 
 GATEWAY = "gw-test"
 
@@ -77,3 +81,35 @@ def agents(tmp_path: Path, token: str) -> Iterator[Callable[..., AgentProcess]]:
     for process in started:
         process.kill()
         assert token not in process.log, "the agent logged its token"
+
+
+@pytest.fixture
+async def palette() -> AsyncIterator[PaletteClient]:
+    sim = PaletteSimulator([ADMIN], ["sso@example.com"], unhealthy_after=1.0,
+                           ping_interval=0.5, ping_timeout=1.0)  # fmt: skip
+    await sim.start()
+    async with aiohttp.ClientSession() as http:
+        client = PaletteClient(sim, http)
+        await client.login()
+        yield client
+    await sim.stop()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start(config: dict, workdir: Path | None = None) -> AgentProcess:
+        folder = workdir or tmp_path / f"agent{len(started)}"
+        folder.mkdir(exist_ok=True)
+        process = AgentProcess(folder, config)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        log = process.log
+        assert MAAS_KEY not in log and "s" * 32 not in log, "an agent logged the MAAS key"
+        assert "Authorization:" not in log, "an agent logged its Authorization header"

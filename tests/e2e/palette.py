@@ -13,6 +13,7 @@ import aiohttp
 from protocol.simulator.palette import PaletteSimulator, PaletteUser
 
 ADMIN = PaletteUser("admin@example.com", "Adm1n-pass!")
+MAAS_KEY = "consumerKey123456:tokenKey1234567890:" + "s" * 32
 
 
 class PaletteClient:

@@ -8,50 +8,14 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from protocol.simulator.palette import PaletteSimulator
 from tests.support.processes import AgentProcess
 
-from .palette import ADMIN, PaletteClient, registering_agent_config
-
-MAAS_KEY = "consumerKey123456:tokenKey1234567890:" + "s" * 32
-
-
-@pytest.fixture
-async def palette() -> AsyncIterator[PaletteClient]:
-    sim = PaletteSimulator([ADMIN], ["sso@example.com"], unhealthy_after=1.0,
-                           ping_interval=0.5, ping_timeout=1.0)  # fmt: skip
-    await sim.start()
-    async with aiohttp.ClientSession() as http:
-        client = PaletteClient(sim, http)
-        await client.login()
-        yield client
-    await sim.stop()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., AgentProcess]]:
-    started: list[AgentProcess] = []
-
-    def start(config: dict, workdir: Path | None = None) -> AgentProcess:
-        folder = workdir or tmp_path / f"agent{len(started)}"
-        folder.mkdir(exist_ok=True)
-        process = AgentProcess(folder, config)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start  # type: ignore[misc]
-    for process in started:
-        process.kill()
-        log = process.log
-        assert MAAS_KEY not in log and "s" * 32 not in log, "an agent logged the MAAS key"
-        assert "Authorization:" not in log, "an agent logged its Authorization header"
+from .palette import ADMIN, MAAS_KEY, PaletteClient, registering_agent_config
 
 
 async def test_pair_register_running_and_cloud_account(
