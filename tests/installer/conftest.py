@@ -3,13 +3,19 @@ the MAAS simulator, both in the test's event loop on 127.0.0.1, and a valid conf
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from installer import pcgyaml
 from installer.config import InstallConfig
+from installer.encryption import Sealer
 from protocol.simulator.maas import MaasSimulator, Timings
 from protocol.simulator.palette import PaletteSimulator, PaletteUser
 from tests.support.tls import Pki, make_pki
@@ -72,3 +78,60 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "spectrocloud"
     path.mkdir()
     return path
+
+
+BIN = Path(sys.executable).parent
+
+
+def installer_env(**extra: str) -> dict[str, str]:
+    """The environment of an installer subprocess: no proxies, no PCG_* from outside."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy") and not k.startswith("PCG_")
+    }
+    env.update({"PCG_ENCRYPTION_PASSPHRASE": PASSPHRASE, "COLUMNS": "200", "TERM": "dumb"})
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+async def run_installer(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Finished:
+    """`pcg-installer ARGS` as a subprocess, while the simulators keep serving in this loop."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "pcg-installer"),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env or installer_env(),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        out, err = await process.communicate()
+        raise AssertionError(f"pcg-installer did not finish in {timeout}s:\n{out.decode()}\n"
+                             f"{err.decode()}") from None  # fmt: skip
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())
+
+
+def write_config(path: Path, config: InstallConfig, passphrase: str = PASSPHRASE) -> Path:
+    return pcgyaml.write(path, config, Sealer.new(passphrase))
+
+
+FAST = ("--poll-interval", "0.1", "--register-timeout", "30", "--deploy-timeout", "20")
