@@ -28,7 +28,8 @@ DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 
 
 class RpcErrorCode(StrEnum):
-    """The error codes of §9.4. Applications may add their own; unknown ones read as INTERNAL."""
+    """The error codes of §9.4. Applications may add their own; a caller treats a code it does
+    not know as not retryable, like INTERNAL."""
 
     INVALID_ARGUMENT = "invalid_argument"  # the request is wrong; retrying it will not help
     NOT_FOUND = "not_found"  # the method or the object it names does not exist

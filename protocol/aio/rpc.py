@@ -13,6 +13,7 @@ from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.exceptions import (
     ConnectionClosed,
+    RemoteProtocolError,
     RpcDeadlineExceeded,
     RpcError,
     StreamResetError,
@@ -77,6 +78,10 @@ async def call(
         raise RpcError(
             RpcErrorCode.UNAVAILABLE, f"{method} was interrupted: {exc}", {"retryable": True}
         ) from exc
+    except RemoteProtocolError as exc:
+        # a malformed RPC message ends that stream only, never the session (PROTOCOL.md §9.1)
+        stream.reset(ErrorCode.PROTOCOL_ERROR, "malformed RPC message")
+        raise RpcError(RpcErrorCode.INTERNAL, f"{method}: the peer answered {exc}") from None
 
 
 async def _await_response(
@@ -118,7 +123,13 @@ class RpcServer:
             if not data:
                 stream.reset(ErrorCode.PROTOCOL_ERROR, "RPC stream ended before a request")
                 return
-            for message in decoder.feed(data):
+            try:
+                messages = decoder.feed(data)
+            except RemoteProtocolError as exc:
+                log.warning("malformed RPC request stream=%d error=%s", stream.stream_id, exc)
+                stream.reset(ErrorCode.PROTOCOL_ERROR, "malformed RPC message")
+                return
+            for message in messages:
                 if not isinstance(message, Request):
                     stream.reset(ErrorCode.PROTOCOL_ERROR, "expected an RPC request")
                     return

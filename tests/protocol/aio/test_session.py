@@ -219,3 +219,38 @@ async def test_keepalive_detects_a_silent_peer() -> None:
     reason = await asyncio.wait_for(client.wait_closed(), 2)
     assert reason.code is ErrorCode.PEER_UNRESPONSIVE
     await client.close()
+
+
+async def test_malformed_rpc_messages_reset_the_stream_not_the_session() -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+    try:
+        stream = client.open_stream({"kind": "rpc"})
+        await stream.write(b"\xc1\xc1")  # never valid msgpack
+        await stream.close()
+        with pytest.raises(StreamResetError) as info:
+            await stream.read()
+            await stream.read()
+        assert info.value.code is ErrorCode.PROTOCOL_ERROR
+        # the session is fine: a well-formed call still works
+        assert (await call(client, "add", {"a": 1, "b": 1}))["sum"] == 2
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_malformed_response_fails_the_call_only() -> None:
+    async def garbage(stream: TunnelStream) -> None:
+        stream.accept()
+        await stream.read()
+        await stream.write(b"\x81\xa4type\xa3bad")  # a map, but not an RPC message
+        await stream.close()
+
+    client, server = await make_pair(rpc_server=garbage)
+    try:
+        with pytest.raises(RpcError) as info:
+            await call(client, "anything")
+        assert info.value.code == "internal" and "malformed" in str(info.value)
+        assert not client.closed
+    finally:
+        await client.close()
+        await server.close()
