@@ -25,6 +25,7 @@ from agent.relay import Allowlist, Relay
 from agent.rpc import AgentRpc, Progress, RpcMethod
 from agent.tunnel import TunnelClient
 from protocol.aio.loop import run as run_loop
+from protocol.aio.procstats import process_stats
 from protocol.rpc import Request
 
 log = logging.getLogger("pcg.agent")
@@ -40,6 +41,7 @@ def status_method(config: AgentConfig, relay: Relay) -> RpcMethod:
             "uptime_s": round(time.monotonic() - started, 3),
             "active_relays": relay.active,
             "pid": os.getpid(),
+            **process_stats(),
         }
 
     return status

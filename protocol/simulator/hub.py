@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from protocol.aio.aiohttp_transport import AiohttpTransport
+from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
 from protocol.aio.splice import splice
@@ -101,6 +102,7 @@ class Hub:
         routes = [
             web.get(TUNNEL_PATH, self._tunnel),
             web.get("/v1/gateways", self._list_gateways),
+            web.get("/v1/hub/stats", self._stats),
             web.post("/v1/gateways/{name}/rpc/{method}", self._rpc),
         ]
         if self.config.debug_endpoints:
@@ -208,6 +210,16 @@ class Hub:
             for name, sessions in self.sessions.items()
         }
         return web.json_response(body)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        sessions = [s for group in self.sessions.values() for s in group]
+        return web.json_response(
+            {
+                **process_stats(),
+                "sessions": len(sessions),
+                "open_streams": sum(s.stats().open_streams for s in sessions),
+            }
+        )
 
     async def _rpc(self, request: web.Request) -> web.StreamResponse:
         gateway, method = request.match_info["name"], request.match_info["method"]
