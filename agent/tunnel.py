@@ -4,6 +4,11 @@
 session ends, wait as the backoff says (never less than a GOAWAY's retry-after), dial again.
 A hub that stops answering is noticed by the session's keepalive (missed PONG or a write
 that stalls) within ``AgentConfig.dead_peer_bound``.
+
+The keepalive adapts to the path: a session that ends because a PING went unanswered is
+often the work of a NAT or firewall that forgot an idle flow, so the next session pings twice
+as often, down to ``KEEPALIVE_FLOOR`` seconds. The interval learned this way is kept for the
+agent's lifetime (a restart starts again from ``ping_interval``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from protocol.exceptions import (
 
 log = logging.getLogger("pcg.agent")
 
+#: the shortest ping interval the adaptive keepalive goes down to, in seconds
+KEEPALIVE_FLOOR = 1.0
+
 
 class TunnelClient:
     def __init__(
@@ -51,6 +59,8 @@ class TunnelClient:
         self.gateway_uid: str | None = None
         self._stopping = asyncio.Event()
         self._backoff = Backoff(config.backoff)
+        #: the ping interval in use: config.ping_interval, halved after each silent death
+        self.ping_interval = config.ping_interval
 
     def stop(self) -> None:
         """Begin a graceful stop: GOAWAY, drain in-flight streams, close."""
@@ -113,11 +123,27 @@ class TunnelClient:
                     lasted,
                     reason,
                 )
+                if reason is not None and reason.code is ErrorCode.PEER_UNRESPONSIVE:
+                    self._shorten_keepalive()
             delay = self._backoff.next_delay(retry_after)
             log.info("reconnecting gateway=%s in=%.2fs", config.gateway_name, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
+
+    def _shorten_keepalive(self) -> None:
+        floor = min(KEEPALIVE_FLOOR, self.config.ping_interval)
+        shorter = max(floor, self.ping_interval / 2)
+        if shorter < self.ping_interval:
+            log.warning(
+                "keepalive gateway=%s ping_interval=%.1fs->%.1fs reason=the path dropped a "
+                "silent session; a NAT or firewall idle timeout is likely shorter than the "
+                "interval (set ping_interval below it to skip this learning)",
+                self.config.gateway_name,
+                self.ping_interval,
+                shorter,
+            )
+            self.ping_interval = shorter
 
     def _authorization(self) -> tuple[str, dict[str, str], bool]:
         """(Authorization header, extra headers, registering?) for the next attempt."""
@@ -190,7 +216,7 @@ class TunnelClient:
             ConnectionConfig(
                 Role.CLIENT,
                 info={"agent": f"pcg-agent/{__version__}", "gateway": config.gateway_name},
-                ping_interval=config.ping_interval,
+                ping_interval=self.ping_interval,
                 ping_timeout=config.ping_timeout,
             ),
             stream_handler=self.stream_handler,
