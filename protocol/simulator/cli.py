@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +20,28 @@ SUBCOMMANDS: dict[str, str] = {
     "palette": "protocol.simulator.palette.cli",
     "nat": "protocol.simulator.nat.cli",
 }
+
+
+def tls_files(
+    host: str, cert: str | None, key: str | None, *, insecure: bool, insecure_flag: str
+) -> tuple[str, str] | None:
+    """(cert, key) to serve TLS with, or None for plaintext, which only loopback may have."""
+    if cert or key:
+        if not (cert and key):
+            raise SystemExit("give both --cert and --key")
+        return cert, key
+    if not insecure:
+        raise SystemExit(f"give --cert and --key, or {insecure_flag} on a loopback address")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise SystemExit(
+            f"{insecure_flag} is allowed only on a loopback address, not on {host}: "
+            "give --cert and --key to serve TLS"
+        )
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -426,26 +426,18 @@ def _tokens(args: Any) -> dict[str, str]:
 
 
 def _main(args: Any) -> int:
-    import ipaddress
     import ssl
 
     from protocol.aio.loop import run
+    from protocol.simulator.cli import tls_files
 
     tls: ssl.SSLContext | None = None
-    if args.cert or args.key:
-        if not (args.cert and args.key):
-            raise SystemExit("give both --cert and --key for wss")
+    files = tls_files(
+        args.host, args.cert, args.key, insecure=args.insecure_ws, insecure_flag="--insecure-ws"
+    )
+    if files is not None:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(args.cert, args.key)
-    elif args.insecure_ws:
-        try:
-            loopback = ipaddress.ip_address(args.host).is_loopback
-        except ValueError:
-            loopback = args.host == "localhost"
-        if not loopback:
-            raise SystemExit(f"--insecure-ws is allowed only on loopback, not on {args.host}")
-    else:
-        raise SystemExit("give --cert and --key for wss, or --insecure-ws on a loopback address")
+        tls.load_cert_chain(*files)
     tokens = _tokens(args)
     if not tokens:
         raise SystemExit("no agent could connect: give --token GATEWAY=TOKEN or --tokens-file")

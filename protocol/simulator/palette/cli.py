@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import signal
@@ -63,21 +62,11 @@ def _users(values: list[str]) -> list[PaletteUser]:
 
 def _main(args: argparse.Namespace) -> int:
     from protocol.aio.loop import run
+    from protocol.simulator.cli import tls_files
 
-    tls = None
-    if args.cert or args.key:
-        if not (args.cert and args.key):
-            raise SystemExit("give both --cert and --key")
-        tls = (args.cert, args.key)
-    elif args.insecure_http:
-        try:
-            loopback = ipaddress.ip_address(args.host).is_loopback
-        except ValueError:
-            loopback = args.host == "localhost"
-        if not loopback:
-            raise SystemExit(f"--insecure-http is allowed only on loopback, not on {args.host}")
-    else:
-        raise SystemExit("give --cert and --key, or --insecure-http on a loopback address")
+    tls = tls_files(
+        args.host, args.cert, args.key, insecure=args.insecure_http, insecure_flag="--insecure-http"
+    )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
