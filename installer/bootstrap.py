@@ -300,16 +300,17 @@ async def _check_names(run: _Run, machines: list[Machine]) -> list[Node]:
             resolves = False
         address = machine.ip_addresses[0] if machine.ip_addresses else ""
         nodes.append(Node(machine.system_id, machine.hostname, fqdn, address, resolves))
-        if not resolves:
-            warning = (
-                f"{fqdn} does not resolve from this host. The install goes on (the agent dials "
-                "out from the node; the installer never connects to it), but you will want it: "
-                f"MAAS serves DNS for its zone {run.config.domain!r}. Use the MAAS server as "
-                "this network's DNS server, or create a DNS delegation for that zone to the "
-                "MAAS DNS server in your own DNS server"
-            )
-            run.warnings.append(warning)
-            run.progress.warn(warning)
+    unresolved = [node.fqdn for node in nodes if not node.resolves]
+    if unresolved:
+        warning = (
+            f"{', '.join(unresolved)} do(es) not resolve from this host. The install goes on "
+            "(each agent dials out from its node; the installer never connects to the nodes), "
+            f"but you will want the names: MAAS serves DNS for its zone {run.config.domain!r}. "
+            "Use the MAAS server as this network's DNS server, or create a DNS delegation for "
+            "that zone to the MAAS DNS server in your own DNS server"
+        )
+        run.warnings.append(warning)
+        run.progress.warn(warning)
     return nodes
 
 

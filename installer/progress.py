@@ -14,6 +14,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 _STYLES = {
@@ -61,10 +62,10 @@ class InstallProgress:
             self._live = None
 
     def step(self, text: str) -> None:
-        self.console.print(f"[bold]>[/bold] {text}", highlight=False)
+        self.console.print(f"[bold]>[/bold] {escape(text)}", highlight=False)
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[bold yellow]warning:[/bold yellow] {text}", highlight=False)
+        self.console.print(f"[bold yellow]warning:[/bold yellow] {escape(text)}", highlight=False)
 
     def machine(self, system_id: str, hostname: str, state: str, *, address: str = "",
                 detail: str = "") -> None:  # fmt: skip
@@ -83,7 +84,8 @@ class InstallProgress:
         else:
             extra = f" {row.address}" if row.address else ""
             extra += f" ({detail})" if detail else ""
-            self.console.print(f"  {hostname} [{system_id}]: {state}{extra}", highlight=False)
+            line = f"  {hostname} [{system_id}]: {state}{extra}"
+            self.console.print(escape(line), highlight=False)
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False, show_header=bool(self.rows))
@@ -92,12 +94,13 @@ class InstallProgress:
         now = time.monotonic()
         for system_id, row in self.rows.items():
             style = _STYLES.get(row.state, "")
+            state = escape(row.state)
             table.add_row(
-                row.hostname,
-                system_id,
-                f"[{style}]{row.state}[/{style}]" if style else row.state,
+                escape(row.hostname),
+                escape(system_id),
+                f"[{style}]{state}[/{style}]" if style else state,
                 row.address,
                 f"{now - row.since:.0f}s",
-                row.detail,
+                escape(row.detail),
             )
         return table
