@@ -18,6 +18,7 @@ from protocol.maas.client import MaasClient
 from protocol.maas.retry import RetryPolicy
 from protocol.simulator.nat import Host, Link, NatTopology, Side
 from tests.faults.nat_lab import TcpLab
+from tests.faults.scenario import Driver, Load
 from tests.faults.tunnel_lab import (
     CONNECT_PORT,
     HUB_PORT,
@@ -368,3 +369,123 @@ def test_maas_503s_timeouts_and_dropped_connections_through_the_tunnel(
         )
     assert len(timings) == 3 and all(seconds <= worst for seconds in timings.values())
     assert timings["503 x3 (Retry-After 1)"] >= 3.0, "three Retry-After waits"
+
+
+#: the fault run: the hub pings every 4 s, the agent every 2 s, so with the NAT's idle timeout
+#: at 1 s the tunnel's flow does go quiet long enough to be forgotten between pings
+RUN = Timing(hub_ping_interval=4.0, hub_ping_timeout=2.0)
+MIN_REQUESTS = 1000
+
+
+@pytest.mark.timeout(240)
+def test_1000_requests_and_rpcs_through_every_fault_none_lost_none_answered_twice(
+    nat_proxy: NatTopology, proxy_lab: TunnelLab, tunnels: Tunnels
+) -> None:
+    """Proxy-only topology: the one where every fault of the list applies (proxy restart too)."""
+    nat = nat_proxy
+    proxy = nat.proxy
+    assert proxy is not None
+    tunnel = tunnels(proxy_lab, RUN, instrumented=True, agent_extra={"https_proxy": proxy.url})
+    origin = proxy_lab.origin
+    bound = tunnel.bound
+    load = Load(tunnel)
+    driver = Driver(load)
+    running = proxy_lab.public.submit(load.run())
+    idle_timeout = nat.idle_timeout()
+    try:
+        with driver.phase("baseline"):
+            time.sleep(3)
+        with driver.phase("conntrack flush"):
+            nat.flush_conntrack()
+            driver.fault_now()
+            driver.wait_recovered(bound)
+            time.sleep(1)
+        with driver.phase("gateway link down 5 s"):
+            nat.link_down(Link.GATEWAY)
+            time.sleep(5)
+            nat.link_up(Link.GATEWAY)
+            driver.fault_now()
+            driver.wait_recovered(bound)
+            time.sleep(1)
+        with driver.phase("5% loss + 50 ms delay each way, 8 s"):
+            for side in Side:
+                nat.set_impairment(side, delay_ms=50, loss_percent=5)
+            time.sleep(8)
+            nat.clear_impairments()
+        with driver.phase("proxy restart"):
+            proxy.restart()
+            driver.fault_now()
+            driver.wait_recovered(bound)
+            time.sleep(1)
+        with driver.phase("hub restart (away 2 s)"):
+            tunnel.hub.kill()
+            time.sleep(2)
+            tunnel.hub.start()
+            driver.fault_now()
+            driver.wait_recovered(bound)
+            time.sleep(1)
+        with driver.phase("MAAS side: 503 + Retry-After 1 s, for 3 s"):
+            origin.mode = "unavailable"
+            time.sleep(3)
+            origin.mode = "ok"
+            driver.fault_now()
+            driver.wait_recovered(bound)
+        with driver.phase("MAAS side: answers 3.5 s late (> 2.5 s timeout), 4 s"):
+            origin.mode = "slow"
+            time.sleep(4)
+            origin.mode = "ok"
+            driver.fault_now()
+            driver.wait_recovered(bound)
+        with driver.phase("NAT idle timeout 1 s < ping interval, 6 s quiet"):
+            nat.set_idle_timeout(1)
+            load.paused = True
+            time.sleep(6)
+            load.paused = False
+            driver.fault_now()
+            driver.wait_recovered(bound)
+            time.sleep(3)
+            nat.set_idle_timeout(idle_timeout)
+        with driver.phase("until 1000 requests"):
+            deadline = time.monotonic() + 60
+            while driver.completed() < MIN_REQUESTS and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        load.stopping, load.paused, origin.mode = True, False, "ok"
+        nat.set_idle_timeout(idle_timeout)
+        running.result(timeout=load.request_bound + 15)
+
+    outcomes, rpcs = load.outcomes, load.rpc_outcomes
+    ids = [o.request_id for o in outcomes]
+    served_twice = {i: origin.served[i] for i in ids if origin.served[i] > 1}
+    effects = tunnel.agent.effects()
+    print(f"\n[run] {len(outcomes)} requests, {len(rpcs)} RPCs, recovery bound {bound:.1f}s")
+    rows = driver.rows(origin.served)
+    for row in rows:
+        print("[run] " + row.line())
+    print(
+        f"[run] requests retried: {sum(o.attempts > 1 for o in outcomes)}, attempts: "
+        f"{sum(o.attempts for o in outcomes)}, slowest {max(o.seconds for o in outcomes):.2f}s; "
+        f"ids served more than once at the origin: {len(served_twice)} "
+        f"(max {max(served_twice.values(), default=1)}x)"
+    )
+    print(
+        f"[run] RPCs retried: {sum(r.attempts > 1 for r in rpcs)}, operations attached to or "
+        f"answered from the registry: {tunnel.agent.count('operation.attach key=')}, "
+        f"effects: {sum(effects.values())} for {len(rpcs)} keys"
+    )
+
+    assert len(outcomes) >= MIN_REQUESTS
+    assert len(set(ids)) == len(ids)
+    lost = [o for o in outcomes if not o.ok]
+    assert not lost, f"{len(lost)} requests never succeeded: {lost[:3]}"
+    crossed = [o for o in outcomes if o.foreign]
+    assert not crossed, f"answers carrying another request's id: {crossed[:3]}"
+    assert all(origin.served[i] >= 1 for i in ids)
+    assert set(origin.served) <= set(ids), "the origin served ids nobody asked for"
+    for row in rows:
+        assert row.recovery is None or row.recovery <= bound, row.line()
+    # RPCs: every key answered with its own result, every operation executed exactly once
+    assert rpcs and all(r.ok and r.result == {"key": r.key} for r in rpcs), [
+        r for r in rpcs if not r.ok
+    ][:3]
+    assert effects == {r.key: 1 for r in rpcs}, {k: n for k, n in effects.items() if n != 1}

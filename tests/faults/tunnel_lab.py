@@ -291,6 +291,9 @@ class Outcome:
     ok: bool = False
     attempts: int = 0
     seconds: float = 0.0
+    #: monotonic times: when the last attempt began, when the request ended
+    last_attempt: float = 0.0
+    finished: float = 0.0
     #: answers whose body carried another id (must never happen)
     foreign: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -302,6 +305,8 @@ class RpcOutcome:
     ok: bool = False
     attempts: int = 0
     seconds: float = 0.0
+    last_attempt: float = 0.0
+    finished: float = 0.0
     result: Any = None
     errors: list[str] = field(default_factory=list)
 
@@ -368,6 +373,7 @@ class Caller:
         deadline = started + bound
         while (remaining := deadline - time.monotonic()) > 0:
             outcome.attempts += 1
+            outcome.last_attempt = time.monotonic()
             wait = pause
             try:
                 answer = await self.fetch(
@@ -386,7 +392,8 @@ class Caller:
                     outcome.errors.append(f"HTTP {answer.status}")
                     wait = max(pause, float(answer.headers.get("retry-after", "0") or 0))
             await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-        outcome.seconds = time.monotonic() - started
+        outcome.finished = time.monotonic()
+        outcome.seconds = outcome.finished - started
         return outcome
 
     async def first_success(
@@ -460,6 +467,7 @@ class Caller:
         stop_at = started + bound
         while time.monotonic() < stop_at:
             outcome.attempts += 1
+            outcome.last_attempt = time.monotonic()
             try:
                 status, body = await self.rpc(
                     method, params, key=key, deadline=deadline, timeout=deadline + 3
@@ -475,7 +483,8 @@ class Caller:
                 if code not in ("unavailable", "deadline_exceeded", "resource_exhausted"):
                     break
             await asyncio.sleep(0.3)
-        outcome.seconds = time.monotonic() - started
+        outcome.finished = time.monotonic()
+        outcome.seconds = outcome.finished - started
         return outcome
 
     async def close(self) -> None:
