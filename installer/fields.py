@@ -62,7 +62,7 @@ def check_palette_endpoint(value: str) -> str | None:
     if text.endswith("/"):
         return (
             f"Palette endpoint {value!r} ends with '/': remove the trailing slash "
-            f"({text.rstrip('/')}); the installer fails with it"
+            f"({text.rstrip('/')})"
         )
     if parts.path:
         return (

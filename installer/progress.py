@@ -45,7 +45,10 @@ class InstallProgress:
     def __enter__(self) -> InstallProgress:
         if self.console.is_terminal:
             self._live = Live(
-                self._table(), console=self.console, refresh_per_second=4, transient=False
+                console=self.console,
+                get_renderable=self._table,  # re-rendered each refresh: "for" keeps counting
+                refresh_per_second=4,
+                transient=False,
             )
             self._live.__enter__()
         return self
@@ -57,7 +60,7 @@ class InstallProgress:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
 
@@ -80,7 +83,7 @@ class InstallProgress:
         if address:
             row.address = address
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
         else:
             extra = f" {row.address}" if row.address else ""
             extra += f" ({detail})" if detail else ""

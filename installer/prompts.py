@@ -39,7 +39,10 @@ CLOUD_TYPES = [questionary.Choice("MAAS", value="maas")]
 def _validate(check: Validator) -> Callable[[str], bool | str]:
     def validate(text: str) -> bool | str:
         message = check(text)
-        return True if message is None else message
+        if message is None:
+            return True
+        # the answer is on the screen just above: leave it out, so the line fits the toolbar
+        return message.replace(f" {text!r}", "").replace(f" {text.strip()!r}", "")
 
     return validate
 
