@@ -180,3 +180,26 @@ def test_config_problems_name_the_setting() -> None:
     assert "goes past MAAS's root" in fields["maas.apiEndpoint"]
     assert "maas.apiKey" in fields
     assert "A1B2C3" not in " ".join(fields.values())
+
+
+async def test_untrusted_palette_and_unreachable_maas(
+    palette: PaletteSimulator, maas: MaasSimulator, pki: Pki
+) -> None:
+    from installer.preflight import preflight
+    from tests.support.net import free_port
+
+    config = config_for(
+        palette, maas, pki, palette_ca_file=None,
+        maas_endpoint=f"http://127.0.0.1:{free_port()}/MAAS",
+    )  # fmt: skip
+    report = await preflight(config, request_timeout=5)
+    login = report.get("palette.login")
+    assert login.status is Status.FAILED
+    assert "not trusted" in login.message and "--ca-file" in login.message
+    assert report.get("palette.pairingCode").status is Status.SKIPPED
+    endpoint = report.get("maas.endpoint")
+    assert endpoint.status is Status.FAILED and "does not answer" in endpoint.message
+    for check_id in ("maas.apiKey", "maas.zone", "maas.machines", "maas.ips"):
+        check = report.get(check_id)
+        assert check.status is Status.SKIPPED and "MAAS is not reachable" in check.message
+    assert not report.ok and len(report.failures) == 2
