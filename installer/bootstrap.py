@@ -183,9 +183,13 @@ async def install(
                 f"the install was interrupted; {_released(run)}",
                 hint=_hint(run, interrupted=True),
             ) from None
-        except (InstallFailed, MaasError, PaletteError) as exc:
+        except Exception as exc:  # whatever it is, the machines go back first
             await _release_in_new_task(maas, run, "failed")
-            message = str(exc) if isinstance(exc, InstallFailed) else f"{exc}"
+            if isinstance(exc, InstallFailed | MaasError | PaletteError):
+                message = str(exc)
+            else:
+                log.exception("install.unexpected")
+                message = f"unexpected error ({exc.__class__.__name__}: {exc})"
             raise InstallFailed(f"{message}\n{_released(run)}", hint=_hint(run)) from None
     finally:
         await asyncio.gather(maas.close(), palette.close(), return_exceptions=True)

@@ -82,6 +82,8 @@ class Options:
                 "silent mode reads its answers from a file: give it with -c, e.g. "
                 "-s true -c /opt/spectrocloud/pcg.yaml"
             )
+        if self.update_passwords and self.config_path is None:
+            raise ConfigError("--update-passwords changes a pcg.yaml: give it with -c FILE")
         if self.config_only and self.inspect_only:
             raise ConfigError("--config-only and --inspect-only exclude each other: pick one")
         if self.output not in ("text", "json"):
@@ -315,14 +317,13 @@ async def _install(
 
 def _configuration(options: Options, console: Console) -> tuple[InstallConfig, Path]:
     """The answers and the pcg.yaml they live in (written here in interactive mode)."""
-    if options.silent:
-        assert options.config_path is not None
+    if options.silent or options.update_passwords:
         return _silent_configuration(options, console)
     from installer import prompts
 
     previous = None
-    if options.config_path is not None:
-        previous = pcgyaml.load(options.config_path, options.passphrase)
+    if options.config_path is not None:  # its answers become the defaults; secrets are re-asked
+        previous = pcgyaml.load(options.config_path, None)
     config = prompts.ask(
         console, prefill=options.prefill, previous=previous, ca_file=options.ca_file
     )
