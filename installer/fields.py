@@ -240,3 +240,20 @@ def check_ca_file(value: str) -> str | None:
 def networks_overlap(first: str, second: str) -> bool:
     a, b = _network(first), _network(second)
     return a is not None and b is not None and a.version == b.version and a.overlaps(b)
+
+
+def repaired_palette_endpoint(value: str) -> str | None:
+    """The endpoint without its trailing '/', when that is all that is wrong (so that the
+    preflight can go on checking the rest); None otherwise."""
+    fixed = value.strip().rstrip("/")
+    return fixed if fixed != value and check_palette_endpoint(fixed) is None else None
+
+
+def repaired_maas_endpoint(value: str) -> str | None:
+    """``scheme://host:port/MAAS`` when only the path is wrong; None otherwise."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return None
+    fixed = f"{parts.scheme}://{parts.netloc}/MAAS"
+    return fixed if fixed != value and check_maas_endpoint(fixed) is None else None

@@ -233,9 +233,13 @@ def _skip_because(results: _Results, check_id: str, reason: str) -> None:
 async def _palette_checks(config: InstallConfig, results: _Results, request_timeout: float) -> None:
     if not results.has("palette.endpoint"):
         results.add("palette.endpoint", Status.OK, config.palette_endpoint, "palette.endpoint")
-    bad = _bad(
-        results, "palette.endpoint", "palette.username", "palette.password", "palette.caFile"
-    )
+    endpoint = config.palette_endpoint
+    if _bad(results, "palette.endpoint"):
+        # only a trailing '/'? then check the rest with it removed: one run, every failure
+        endpoint = fields.repaired_palette_endpoint(config.palette_endpoint) or ""
+    bad = _bad(results, "palette.username", "palette.password", "palette.caFile")
+    if not endpoint:
+        bad.insert(0, "palette.endpoint")
     if bad:
         reason = f"fix {', '.join(bad)} first"
         for check_id in ("palette.login", "palette.pairingCode", "palette.gatewayName"):
@@ -243,7 +247,7 @@ async def _palette_checks(config: InstallConfig, results: _Results, request_time
                 _skip_because(results, check_id, reason)
         return
     async with PaletteClient(
-        config.palette_endpoint, ca_file=config.palette_ca_file, timeout=request_timeout
+        endpoint, ca_file=config.palette_ca_file, timeout=request_timeout
     ) as palette:
         try:
             await palette.login(config.username, config.password)
@@ -254,7 +258,8 @@ async def _palette_checks(config: InstallConfig, results: _Results, request_time
         except PaletteError as exc:
             results.add("palette.login", Status.FAILED, str(exc), "palette.endpoint")
         else:
-            results.add("palette.login", Status.OK, f"signed in as {config.username}")
+            where = "" if endpoint == config.palette_endpoint else f" (at {endpoint})"
+            results.add("palette.login", Status.OK, f"signed in as {config.username}{where}")
         if not results.ok("palette.login"):
             for check_id in ("palette.pairingCode", "palette.gatewayName"):
                 if not results.has(check_id):
@@ -316,7 +321,11 @@ async def _maas_checks(
     request_timeout: float,
     retry: RetryPolicy | None,
 ) -> None:
+    endpoint = config.maas_endpoint
     if _bad(results, "maas.apiEndpoint"):
+        # only the path is wrong (no /MAAS)? check the rest at MAAS's root all the same
+        endpoint = fields.repaired_maas_endpoint(config.maas_endpoint) or ""
+    if not endpoint:
         _skip_because(results, "maas.apiKey", "fix maas.apiEndpoint first")
         for check_id in _MAAS_DEPENDENT:
             _skip_because(results, check_id, "fix maas.apiEndpoint first")
@@ -326,29 +335,28 @@ async def _maas_checks(
     # the key is needed to build a client; a placeholder checks reachability when it is bad
     placeholder = ApiKey("x" * 18, "x" * 18, "x" * 32)
     async with MaasClient(
-        config.maas_endpoint, key or placeholder, timeout=request_timeout, retry=policy
+        endpoint, key or placeholder, timeout=request_timeout, retry=policy
     ) as maas:
         try:
             version = await maas.version()
         except MaasError as exc:
-            results.add(
-                "maas.endpoint",
-                Status.FAILED,
-                f"MAAS does not answer at {config.maas_endpoint}: {exc}",
-                "maas.apiEndpoint",
-            )
+            message = f"MAAS does not answer at {endpoint}: {exc}"
+            if endpoint != config.maas_endpoint:  # keep the syntax problem first
+                message = f"{results.checks['maas.endpoint'].message}; and {message}"
+            results.add("maas.endpoint", Status.FAILED, message, "maas.apiEndpoint")
             reason = "MAAS is not reachable"
             if key is not None:
                 _skip_because(results, "maas.apiKey", reason)
             for check_id in _MAAS_DEPENDENT:
                 _skip_because(results, check_id, reason)
             return
-        results.add(
-            "maas.endpoint",
-            Status.OK,
-            f"MAAS {version.version or '?'} at {config.maas_endpoint}",
-            "maas.apiEndpoint",
-        )
+        if endpoint == config.maas_endpoint:
+            results.add(
+                "maas.endpoint",
+                Status.OK,
+                f"MAAS {version.version or '?'} at {endpoint}",
+                "maas.apiEndpoint",
+            )
         if key is None:
             for check_id in _MAAS_DEPENDENT:
                 _skip_because(results, check_id, "fix maas.apiKey first")
@@ -451,7 +459,9 @@ def _network_checks(config: InstallConfig, results: _Results, facts: _MaasFacts)
         network = ipaddress.IPv4Network(value)
         clashes = [s for s in facts.subnets if fields.networks_overlap(s.cidr, str(network))]
         if clashes:
-            listed = ", ".join(f"{s.cidr} ({s.name or 'subnet ' + str(s.id)})" for s in clashes)
+            listed = ", ".join(
+                s.cidr if s.name in ("", s.cidr) else f"{s.cidr} ({s.name})" for s in clashes
+            )
             results.add(
                 check_id,
                 Status.FAILED,
@@ -541,12 +551,14 @@ def _proxy_check(config: InstallConfig, results: _Results) -> None:
     if not (config.https_proxy or config.http_proxy):
         results.add("proxy.noProxy", Status.OK, "no proxy configured")
         return
-    if _bad(results, "maas.apiEndpoint", "environment.noProxy"):
+    try:
+        parts = urlsplit(config.maas_endpoint)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host, port = "", 0
+    if not host or _bad(results, "environment.noProxy"):
         _skip_because(results, "proxy.noProxy", "fix maas.apiEndpoint / environment.noProxy first")
         return
-    parts = urlsplit(config.maas_endpoint)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     if bypasses(host, port, config.no_proxy):
         results.add(
             "proxy.noProxy", Status.OK, f"MAAS host {host} is in no_proxy", "environment.noProxy"

@@ -97,3 +97,13 @@ def test_secrets_are_not_echoed() -> None:
     assert fields.check_node_count(3) is None
     assert "1 (no HA) or 3 (HA)" in (fields.check_node_count(2) or "")
     assert fields.check_node_count(True) is not None
+
+
+def test_repairs_that_let_the_preflight_go_on() -> None:
+    assert fields.repaired_palette_endpoint("https://p.example.com/") == "https://p.example.com"
+    assert fields.repaired_palette_endpoint("https://p.example.com") is None  # nothing to repair
+    assert fields.repaired_palette_endpoint("http://p.example.com/") is None  # not repairable
+    assert fields.repaired_maas_endpoint("http://m:5240") == "http://m:5240/MAAS"
+    assert fields.repaired_maas_endpoint("http://m:5240/MAAS/api/2.0/") == "http://m:5240/MAAS"
+    assert fields.repaired_maas_endpoint("http://m:5240/MAAS") is None
+    assert fields.repaired_maas_endpoint("ftp://m/MAAS") is None
