@@ -1,0 +1,832 @@
+"""Helpers of ``bench/tunnel.py``: subprocesses, a minimal origin, minimal clients, idle ends.
+
+Everything here listens and connects on 127.0.0.1 only. Run as a script, this module is also
+the entry point of the benchmark's own child processes::
+
+    python bench/_tunnel_support.py idle-end server|client ...   one end of a tunnel (part 4a)
+    python bench/_tunnel_support.py idle-origin                   holds TCP connections (4b)
+    python bench/_tunnel_support.py wide hub|agent ARGS...        the real hub or agent CLI with
+                                                                  max_streams/max_pending_opens
+                                                                  raised (neither CLI has an
+                                                                  option for them)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import gc
+import json
+import math
+import os
+import resource
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout that is not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from protocol.frames import Settings  # noqa: E402
+
+HOST = "127.0.0.1"
+GATEWAY = "gw-bench"
+SUPPORT_SCRIPT = Path(__file__).resolve()
+
+#: the small HTTP exchange of the latency part: fixed bytes both ways
+REQUEST = b"GET /s HTTP/1.1\r\nHost: origin\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CONNECT_OK = b" 200 "
+
+#: what the bulk senders write, one call at a time (zeros: nothing on the path compresses)
+BULK_CHUNK = memoryview(bytes(1 << 20))
+
+
+def wide_settings(streams: int) -> Settings:
+    """Default settings with room for ``streams`` streams opened by the peer."""
+    default = Settings()
+    return Settings(
+        max_streams=max(default.max_streams, streams + 1024),
+        max_pending_opens=max(default.max_pending_opens, streams + 1024),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Small utilities
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_bytes(pid: int | None = None) -> int | None:
+    """VmRSS of ``pid`` (this process when None) from /proc, or None where there is no /proc."""
+    path = f"/proc/{'self' if pid is None else pid}/status"
+    try:
+        with open(path, encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """user + system CPU seconds that ``pid`` has used, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarize_ms(samples_ns: Iterable[int]) -> dict[str, float]:
+    values = sorted(s / 1e6 for s in samples_ns)
+    return {
+        "n": len(values),
+        "p50_ms": statistics.median(values) if values else math.nan,
+        "p99_ms": percentile(values, 99),
+        "mean_ms": statistics.fmean(values) if values else math.nan,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes (hub, agent, the benchmark's own helpers), all killed on exit
+
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    env.update(extra or {})
+    return env
+
+
+def spawn(
+    args: list[str],
+    *,
+    stdout: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.DEVNULL,
+    stdin: Any = subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        args, cwd=REPO_ROOT, stdout=stdout, stderr=stderr, stdin=stdin, env=child_env(env)
+    )
+    _CHILDREN.append(proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    if proc in _CHILDREN:
+        _CHILDREN.remove(proc)
+
+
+def stop_all_children() -> None:
+    """Stop every child this process started (idempotent; also right for Ctrl-C)."""
+    for proc in list(reversed(_CHILDREN)):
+        stop_process(proc, grace=3.0)
+
+
+async def read_json_line(
+    proc: subprocess.Popen[bytes], timeout: float, what: str, log: Path | None = None
+) -> dict[str, Any]:
+    """The next JSON line on a child's stdout, read without blocking the event loop."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            line = await loop.run_in_executor(None, stdout.readline)
+    except TimeoutError:
+        raise RuntimeError(f"{what}: no answer within {timeout}s{_tail(log)}") from None
+    if not line:
+        raise RuntimeError(f"{what} exited ({proc.poll()}){_tail(log)}")
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+def _tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    return ":\n" + log.read_text(errors="replace")[-3000:]
+
+
+@dataclass
+class Tunnel:
+    """A hub and one agent as real subprocesses, connected, on 127.0.0.1."""
+
+    workdir: Path
+    use_uvloop: bool
+    allow_port: int
+    wide_streams: int = 0  # > 0: start both through ``wide`` with room for that many streams
+    hub: subprocess.Popen[bytes] | None = None
+    agent: subprocess.Popen[bytes] | None = None
+    connect_addr: tuple[str, int] = (HOST, 0)
+    api_port: int = 0
+    _token: str = field(default_factory=lambda: "bench-" + secrets.token_urlsafe(18))
+
+    def _entry(self, which: str) -> list[str]:
+        if self.wide_streams:
+            return [sys.executable, str(SUPPORT_SCRIPT), "wide", str(self.wide_streams), which]
+        module = "protocol.simulator.cli" if which == "hub" else "agent.main"
+        return [sys.executable, "-m", module] + (["hub"] if which == "hub" else [])
+
+    async def start(self, timeout: float = 30.0) -> None:
+        tokens = self.workdir / "tokens.yaml"
+        tokens.write_text(f"{GATEWAY}: {self._token}\n")
+        port = free_port()
+        args = self._entry("hub") + [
+            "--host", HOST, "--port", str(port), "--connect-port", "0", "--insecure-ws",
+            "--tokens-file", str(tokens), "--ping-interval", "10", "--ping-timeout", "10",
+        ]  # fmt: skip
+        if not self.use_uvloop:
+            args.append("--no-uvloop")
+        hub_log = self.workdir / "hub.log"
+        with open(hub_log, "ab") as log:
+            self.hub = spawn(args, stdout=subprocess.PIPE, stderr=log)
+        ready = await read_json_line(self.hub, timeout, "the hub", hub_log)
+        host, _, connect_port = ready["connect"].rpartition(":")
+        self.connect_addr = (host, int(connect_port))
+        self.api_port = port
+        config = self.workdir / "agent.yaml"
+        config.write_text(
+            json.dumps(  # JSON is YAML
+                {
+                    "gateway_name": GATEWAY,
+                    "hub_url": ready["tunnel_url"],
+                    "token": self._token,
+                    "allowlist": [f"{HOST}:{self.allow_port}"],
+                    "use_uvloop": self.use_uvloop,
+                    "log_level": "INFO",
+                    "drain_timeout": 2.0,
+                }
+            )
+        )
+        agent_log = self.workdir / "agent.log"
+        with open(agent_log, "ab") as log:
+            self.agent = spawn(
+                self._entry("agent") + ["-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={"PCG_USE_UVLOOP": "true" if self.use_uvloop else "false"},
+            )
+        deadline = time.monotonic() + timeout
+        while "tunnel up" not in agent_log.read_text(errors="replace"):
+            if self.agent.poll() is not None or self.hub.poll() is not None:
+                raise RuntimeError(f"hub or agent exited{_tail(agent_log)}{_tail(hub_log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the agent did not connect within {timeout}s{_tail(agent_log)}")
+            await asyncio.sleep(0.05)
+
+    def connect_head(self, port: int) -> bytes:
+        return (
+            f"CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Pcg-Gateway: {GATEWAY}\r\n\r\n"
+        ).encode()
+
+    async def open_streams_at_hub(self) -> int:
+        """Streams open on the gateway's sessions, as the hub's API reports them."""
+        reader, writer = await asyncio.open_connection(HOST, self.api_port)
+        try:
+            writer.write(b"GET /v1/gateways HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+            raw = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+        try:
+            body = json.loads(raw.partition(b"\r\n\r\n")[2])
+            return int(sum(s["open_streams"] for s in body.get(GATEWAY, [])))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return -1  # the API changed shape: "unknown"
+
+    def stop(self) -> None:
+        stop_process(self.agent)
+        stop_process(self.hub)
+
+
+# ---------------------------------------------------------------------------------------------
+# The origin: a raw asyncio TCP server answering a fixed tiny HTTP/1.1 response
+
+
+class OriginProtocol(asyncio.Protocol):
+    """``GET /s`` -> RESPONSE; ``GET /bytes/N`` -> N bytes; ``POST /sink`` reads its body."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.sink_left = 0
+        self.send_left = 0
+        self.writable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tr = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        tr.set_write_buffer_limits(high=1 << 20)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        if not self.buffer and not self.sink_left and data == REQUEST:
+            transport.write(RESPONSE)  # the fast path of the latency part
+            return
+        if self.sink_left:
+            if len(data) <= self.sink_left:
+                self.sink_left -= len(data)
+                if not self.sink_left:
+                    transport.write(RESPONSE)
+                return
+            data = data[self.sink_left :]
+            self.sink_left = 0
+            transport.write(RESPONSE)
+        self.buffer += data
+        while not self.sink_left:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            if head.startswith(b"GET /s "):
+                transport.write(RESPONSE)
+            elif head.startswith(b"GET /bytes/"):
+                self.send_left = int(head[11 : head.index(b" ", 11)])
+                transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.send_left)
+                self._pump()
+            elif head.startswith(b"POST /sink "):
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                taken = min(length, len(self.buffer))
+                self.buffer = self.buffer[taken:]
+                self.sink_left = length - taken
+                if not self.sink_left:
+                    transport.write(RESPONSE)
+            else:
+                transport.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                transport.close()
+                return
+
+    def _pump(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        chunk = BULK_CHUNK
+        while self.send_left and self.writable and not transport.is_closing():
+            n = min(len(chunk), self.send_left)
+            transport.write(chunk[:n])
+            self.send_left -= n
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self._pump()
+
+
+def _port_of(server: asyncio.AbstractServer) -> int:
+    sockets: Any = getattr(server, "sockets", ())  # asyncio.Server and uvloop's Server
+    return int(sockets[0].getsockname()[1])
+
+
+async def start_origin() -> tuple[asyncio.AbstractServer, int]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(OriginProtocol, HOST, 0, backlog=4096)
+    return server, _port_of(server)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients: plain asyncio protocols, optionally through the hub's CONNECT listener first
+
+
+class ClientProtocol(asyncio.Protocol):
+    """Sends ``connect_head`` first (if any) and waits for its 200, then hands bytes to
+    :meth:`on_data`."""
+
+    def __init__(self, connect_head: bytes | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.connect_head = connect_head
+        self.transport: asyncio.Transport | None = None
+        self.established: asyncio.Future[None] = loop.create_future()
+        self.waiter: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[None] | None = None
+        self._head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tr = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        if self.connect_head:
+            tr.write(self.connect_head)
+        else:
+            self.established.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.established.done():
+            self.on_data(data)
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head, rest = self._head[:end], self._head[end + 4 :]
+        self._head = b""
+        if CONNECT_OK not in head.split(b"\r\n", 1)[0]:
+            self.established.set_exception(
+                ConnectionError(f"CONNECT refused: {head.decode('latin-1')!r}")
+            )
+            return
+        self.established.set_result(None)
+        if rest:
+            self.on_data(rest)
+
+    def on_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = exc or ConnectionResetError("connection closed")
+        for future in (self.established, self.waiter, self.writable):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()
+
+    def pause_writing(self) -> None:
+        self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+
+class RequestClient(ClientProtocol):
+    """One fixed request at a time on a keep-alive connection; the response has a fixed size."""
+
+    def __init__(self, connect_head: bytes | None) -> None:
+        super().__init__(connect_head)
+        self.missing = 0
+
+    async def request(self) -> None:
+        assert self.transport is not None
+        self.missing = len(RESPONSE)
+        self.waiter = waiter = self.loop.create_future()
+        self.transport.write(REQUEST)
+        await waiter
+
+    def on_data(self, data: bytes) -> None:
+        self.missing -= len(data)
+        if self.missing <= 0 and self.waiter is not None and not self.waiter.done():
+            if self.missing < 0:
+                self.waiter.set_exception(RuntimeError("more bytes than one response"))
+            else:
+                self.waiter.set_result(None)
+
+
+class BulkClient(ClientProtocol):
+    """Download: count ``expect`` bytes. Upload: write N bytes, then read RESPONSE."""
+
+    def __init__(self, connect_head: bytes | None) -> None:
+        super().__init__(connect_head)
+        self.missing = 0
+
+    def expect(self, n: int) -> asyncio.Future[None]:
+        self.missing = n
+        self.waiter = waiter = self.loop.create_future()
+        return waiter
+
+    def on_data(self, data: bytes) -> None:
+        self.missing -= len(data)
+        if self.missing <= 0 and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def download(self, n: int) -> None:
+        assert self.transport is not None
+        done = self.expect(len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n) + n)
+        self.transport.write(b"GET /bytes/%d HTTP/1.1\r\nHost: origin\r\n\r\n" % n)
+        await done
+
+    async def upload(self, n: int) -> None:
+        transport = self.transport
+        assert transport is not None
+        done = self.expect(len(RESPONSE))
+        transport.write(b"POST /sink HTTP/1.1\r\nHost: origin\r\nContent-Length: %d\r\n\r\n" % n)
+        chunk = BULK_CHUNK
+        left = n
+        while left:
+            if self.writable is not None:
+                await self.writable
+            size = min(len(chunk), left)
+            transport.write(chunk[:size])
+            left -= size
+        await done
+
+
+P = TypeVar("P", bound="ClientProtocol")
+
+
+async def open_client(
+    factory: Callable[[bytes | None], P],
+    addr: tuple[str, int],
+    connect_head: bytes | None,
+    timeout: float = 30.0,
+) -> tuple[asyncio.Transport, P]:
+    """Connect to ``addr``; through CONNECT when ``connect_head`` is given."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        transport, protocol = await loop.create_connection(
+            lambda: factory(connect_head), addr[0], addr[1]
+        )
+        try:
+            await protocol.established
+        except BaseException:
+            transport.abort()
+            raise
+    return transport, protocol
+
+
+# ---------------------------------------------------------------------------------------------
+# The raw baseline: a loopback socket copy between two threads, no event loop
+
+
+def raw_socket_copy(n: int, chunk: int = 1 << 20) -> float:
+    """Seconds to copy ``n`` bytes over a loopback TCP connection: a thread sends a buffer in
+    a loop, this thread receives into a bytearray (both ``chunk`` bytes)."""
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(1)
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+    data = memoryview(bytes(chunk))
+    error: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            left = n
+            while left:
+                size = min(chunk, left)
+                sender.sendall(data[:size])
+                left -= size
+        except BaseException as exc:  # reported by the receiving side
+            error.append(exc)
+
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    thread = threading.Thread(target=send, daemon=True)
+    try:
+        start = time.perf_counter()
+        thread.start()
+        got = 0
+        while got < n:
+            size = receiver.recv_into(view)
+            if not size:
+                break
+            got += size
+        elapsed = time.perf_counter() - start
+        thread.join(10)
+    finally:
+        sender.close()
+        receiver.close()
+    if error or got != n:
+        raise RuntimeError(f"raw copy moved {got} of {n} bytes: {error}")
+    return elapsed
+
+
+# ---------------------------------------------------------------------------------------------
+# Child: one end of a tunnel holding idle streams (part 4a)
+
+
+async def _stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def _say(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def _memory_now(trace: bool) -> tuple[int, int | None]:
+    gc.collect()
+    return (tracemalloc.get_traced_memory()[0] if trace else 0), rss_bytes()
+
+
+def _top_sites(
+    before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot | None, streams: int
+) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    stats = [
+        s
+        for s in after.compare_to(before, "lineno")
+        if s.traceback[0].filename != tracemalloc.__file__
+    ]
+    return {
+        f"{_short(s.traceback[0].filename)}:{s.traceback[0].lineno}": s.size_diff / streams
+        for s in stats[:6]
+    }
+
+
+def _short(filename: str) -> str:
+    path = Path(filename)
+    names = [path.name]
+    for root in (REPO_ROOT, *(Path(p) for p in sys.path if p)):
+        with contextlib.suppress(ValueError):
+            names.append(str(path.relative_to(root)))
+    return min(names[1:] or names, key=len)
+
+
+async def idle_end(role: str, streams: int, trace: bool, url: str | None) -> int:
+    """One end of a tunnel over a real websocket, answering commands on stdin.
+
+    ``server``: an aiohttp server (as the hub) whose TunnelSession opens the streams.
+    ``client``: a ``websockets`` client (as the agent) whose handler accepts each stream and
+    then waits in ``read()``. Commands: ``warm`` (server: open, accept and close 100 streams),
+    ``base`` (record memory), ``open`` (server: open ``streams`` and wait until all are
+    accepted), ``measure`` (wait until ``streams`` are open here, record memory, report).
+    """
+    from protocol.aio.session import TunnelSession
+    from protocol.aio.stream import TunnelStream
+    from protocol.connection import ConnectionConfig, Role
+
+    settings = wide_settings(streams)
+    commands = await _stdin_lines()
+    ready: asyncio.Future[TunnelSession] = asyncio.get_running_loop().create_future()
+    counts = {"accepted": 0}
+    held: list[TunnelStream] = []
+    runner: Any = None
+
+    async def handler(stream: TunnelStream) -> None:
+        stream.accept()
+        counts["accepted"] += 1  # warm-up streams count too: "base" sets it back to 0
+        await stream.read()  # idle: blocks until the peer closes or resets
+
+    if role == "server":
+        from aiohttp import web
+
+        from protocol.aio.aiohttp_transport import AiohttpTransport
+
+        async def tunnel(request: web.Request) -> web.StreamResponse:
+            ws = web.WebSocketResponse(
+                max_msg_size=settings.max_message_size + 1024, compress=False, autoping=True
+            )
+            await ws.prepare(request)
+            session = TunnelSession(
+                AiohttpTransport(ws),
+                ConnectionConfig(Role.SERVER, settings, ping_interval=30, ping_timeout=30),
+                label="bench-server",
+            )
+            await session.start()
+            ready.set_result(session)
+            await session.wait_closed()
+            return ws
+
+        app = web.Application()
+        app.add_routes([web.get("/v1/tunnel", tunnel)])
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        assert site._server is not None
+        _say(event="listening", port=_port_of(site._server))
+        session = await asyncio.wait_for(ready, 60)
+    else:
+        from protocol.aio.dial import dial
+
+        assert url is not None
+        ws = await dial(url, token="bench", open_timeout=30)
+        session = TunnelSession(
+            ws,
+            ConnectionConfig(Role.CLIENT, settings, ping_interval=30, ping_timeout=30),
+            stream_handler=handler,
+            label="bench-client",
+        )
+        await session.start()
+    _say(event="connected")
+
+    before_snap: tracemalloc.Snapshot | None = None
+    base: tuple[int, int | None] = (0, None)
+    if trace:
+        tracemalloc.start(1)
+    while line := (await commands.readline()).decode().strip():
+        if line == "warm" and role == "server":
+            warm = [session.open_stream({"kind": "idle"}) for _ in range(100)]
+            await asyncio.wait_for(asyncio.gather(*(s.wait_accepted() for s in warm)), 60)
+            for stream in warm:
+                await stream.close()
+            del warm
+            await _wait_for(lambda: session.stats().open_streams == 0, 30)
+            _say(event="warm")
+        elif line == "base":
+            await _wait_for(lambda: session.stats().open_streams == 0, 30)
+            await asyncio.sleep(0.1)
+            counts["accepted"] = 0
+            base = _memory_now(trace)
+            before_snap = tracemalloc.take_snapshot() if trace else None
+            _say(event="base")
+        elif line == "open" and role == "server":
+            started = time.perf_counter()
+            for first in range(0, streams, 500):
+                batch = [
+                    session.open_stream({"kind": "idle"}) for _ in range(min(500, streams - first))
+                ]
+                held.extend(batch)
+                await asyncio.wait_for(asyncio.gather(*(s.wait_accepted() for s in batch)), 60)
+            _say(event="opened", seconds=time.perf_counter() - started)
+        elif line == "measure":
+            if role == "client":
+                await _wait_for(lambda: counts["accepted"] >= streams, 60)
+            await asyncio.sleep(0.2)
+            open_streams = session.stats().open_streams
+            after = _memory_now(trace)
+            after_snap = tracemalloc.take_snapshot() if trace else None
+            rss = None if after[1] is None or base[1] is None else after[1] - base[1]
+            _say(
+                event="measured",
+                role=role,
+                open_streams=open_streams,
+                traced_bytes=after[0] - base[0] if trace else None,
+                rss_bytes=rss,
+                top_sites=_top_sites(before_snap, after_snap, streams),
+            )
+            before_snap = after_snap = None
+        elif line == "quit":
+            break
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(session.close(), 5)
+    if runner is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner.cleanup(), 5)
+    return 0
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child: an origin that accepts and holds connections (part 4b)
+
+
+class _Hold(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+async def idle_origin() -> int:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Hold, HOST, 0, backlog=4096)
+    _say(event="listening", port=_port_of(server))
+    commands = await _stdin_lines()
+    await commands.readline()  # anything, or EOF: stop
+    server.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Child: the real hub or agent CLI with wide stream limits
+
+
+def run_wide(streams: int, which: str, argv: list[str]) -> int:
+    """Run ``pcg-sim hub`` or ``pcg-agent`` unchanged except for their tunnel Settings, which
+    neither CLI can set: both get room for ``streams`` streams opened by the peer."""
+    settings = wide_settings(streams)
+    if which == "hub":
+        from protocol.simulator import cli, hub
+
+        setattr(hub, "HubConfig", functools.partial(hub.HubConfig, settings=settings))  # noqa: B010
+        return cli.main(["hub", *argv])
+    from agent import main as agent_main
+    from agent import tunnel
+    from protocol.connection import ConnectionConfig
+
+    if getattr(tunnel, "ConnectionConfig", None) is not ConnectionConfig:
+        raise SystemExit("agent.tunnel no longer builds its ConnectionConfig: update `wide`")
+    setattr(tunnel, "ConnectionConfig", functools.partial(ConnectionConfig, settings=settings))  # noqa: B010
+    return agent_main.main(argv)
+
+
+def _run_loop(main: Awaitable[int], use_uvloop: bool) -> int:
+    from protocol.aio.loop import run
+
+    return run(main, use_uvloop=use_uvloop)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    raise_nofile_limit()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["wide"]:
+        return run_wide(int(args[1]), args[2], args[3:])
+    parser = argparse.ArgumentParser(prog="_tunnel_support")
+    sub = parser.add_subparsers(dest="command", required=True)
+    end = sub.add_parser("idle-end")
+    end.add_argument("role", choices=["server", "client"])
+    end.add_argument("--streams", type=int, required=True)
+    end.add_argument("--trace", action="store_true")
+    end.add_argument("--url")
+    end.add_argument("--no-uvloop", action="store_true")
+    origin = sub.add_parser("idle-origin")
+    origin.add_argument("--no-uvloop", action="store_true")
+    parsed = parser.parse_args(args)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent cleans up; just go
+    if parsed.command == "idle-end":
+        coro = idle_end(parsed.role, parsed.streams, parsed.trace, parsed.url)
+        return _run_loop(coro, not parsed.no_uvloop)
+    return _run_loop(idle_origin(), not parsed.no_uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
