@@ -1,5 +1,5 @@
 """The installer's errors. Every message says what was wrong, with the value (never a secret),
-and what to do about it.
+and what to do about it. A failed preflight is a report (installer.preflight), not an error.
 
 ::
 
@@ -12,7 +12,6 @@ and what to do about it.
      │         ├── LoginRejected               wrong username or password
      │         ├── SsoUserNotAllowed           the user signs in with SSO only
      │         └── PairingCodeRejected         invalid, expired or already used
-     ├── PreflightFailed                      at least one check failed: .report
      └── InstallFailed                        bootstrap failed; machines released: .hint
           └── InstallInterrupted               Ctrl-C / SIGTERM during the install
 """
@@ -21,10 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from installer.preflight import PreflightReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +78,6 @@ class SsoUserNotAllowed(PaletteApiError):
 
 class PairingCodeRejected(PaletteApiError):
     pass
-
-
-class PreflightFailed(InstallerError):
-    def __init__(self, message: str, report: PreflightReport) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 class InstallFailed(InstallerError):
