@@ -36,16 +36,29 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 class ProcessFigures:
     fds: int
     rss_kib: int
+    #: what the descriptors are: "socket", "pipe", "anon_inode:[eventpoll]", a file path...
+    fd_kinds: tuple[tuple[str, int], ...] = ()
+
+
+def _fd_kind(target: str) -> str:
+    return target.partition(":")[0] if target.startswith(("socket:", "pipe:")) else target
 
 
 def process_figures(pid: int) -> ProcessFigures:
-    """Open file descriptors and resident memory of ``pid``, from /proc."""
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    """Open file descriptors (and what they are) and resident memory of ``pid``, from /proc."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            kind = _fd_kind(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue  # closed while listing
+        kinds[kind] = kinds.get(kind, 0) + 1
+    fds = sum(kinds.values())
     rss = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
-    return ProcessFigures(fds, rss)
+    return ProcessFigures(fds, rss, tuple(sorted(kinds.items())))
 
 
 class Service:
