@@ -141,6 +141,40 @@ def test_conntrack_flush_the_agent_notices_by_its_pings_and_dials_again(
     assert seconds <= tunnel.bound
 
 
+#: the hub at its shipped keepalive (pcg-sim hub: ping every 10 s, 10 s to answer), the agent fast
+SLOW_HUB = replace(FAST, hub_ping_interval=10.0, hub_ping_timeout=10.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hub bug: after the agent redialed, protocol/simulator/hub.py pick() (line 182) still "
+    "round-robins new streams onto the session the NAT killed, and _connect_client waits for "
+    "its ACCEPT with no timeout (line 302): every other request hangs until the hub's own "
+    "keepalive ends that session (up to ping_interval + ping_timeout = 20 s)",
+)
+def test_once_the_agent_has_redialed_the_hub_stops_using_the_session_the_nat_killed(
+    nat: NatTopology, lab: TunnelLab, tunnels: Tunnels
+) -> None:
+    tunnel = tunnels(lab, SLOW_HUB)
+    assert tunnel.relayed_ok()
+    nat.flush_conntrack()
+    flushed = time.monotonic()
+    tunnel.agent.wait_log(r"tunnel up gateway=", timeout=tunnel.bound, count=2)
+    redialed = time.monotonic() - flushed
+    outcomes: list[str] = []
+    for _ in range(6):
+        try:
+            outcomes.append("ok" if tunnel.relayed_ok(timeout=2.0) else "wrong answer")
+        except (TimeoutError, OSError) as exc:
+            outcomes.append(type(exc).__name__)
+    sessions = tunnel.run(tunnel.caller.hub_get("/v1/gateways"))[tunnel.gateway]
+    print(
+        f"\n[fault] conntrack flush, hub keepalive 10 s/10 s: the agent redialed after "
+        f"{redialed:.1f}s; then {outcomes}; the hub's sessions: {sessions}"
+    )
+    assert outcomes == ["ok"] * 6, "requests after the agent redialed must not hang"
+
+
 #: the agent's default ping interval (10 s) with a NAT that forgets idle flows after 3 s;
 #: ping_timeout 3 s instead of 10 s only to keep the test short. The hub pings as seldom, so
 #: nothing crosses the NAT between the agent's pings.
