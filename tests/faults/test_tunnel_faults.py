@@ -25,6 +25,7 @@ from tests.faults.tunnel_lab import (
     MAAS_PORT,
     ORIGIN_PORT,
     TUNNEL_DOWN,
+    TUNNEL_UP,
     ConnectForwarder,
     LabMaas,
     Outcome,
@@ -159,7 +160,7 @@ def test_once_the_agent_has_redialed_the_hub_stops_using_the_session_the_nat_kil
     assert tunnel.relayed_ok()
     nat.flush_conntrack()
     flushed = time.monotonic()
-    tunnel.agent.wait_log(r"tunnel up gateway=", timeout=tunnel.bound, count=2)
+    tunnel.agent.wait_log(TUNNEL_UP, timeout=tunnel.bound, count=2)
     redialed = time.monotonic() - flushed
     outcomes: list[str] = []
     for _ in range(6):
@@ -184,19 +185,20 @@ SPARSE_PINGS = Timing(
 )
 
 
-def test_nat_idle_timeout_shorter_than_the_default_ping_interval_drops_the_flow_silently(
+def test_nat_idle_timeout_shorter_than_the_default_ping_interval_the_agent_notices_and_adapts(
     nat: NatTopology, lab: TunnelLab, tunnels: Tunnels
 ) -> None:
     nat.set_idle_timeout(IDLE_NAT_SECONDS)
     tunnel = tunnels(lab, SPARSE_PINGS)
+    agent = tunnel.agent
     assert tunnel.config.ping_interval == 10.0 > IDLE_NAT_SECONDS  # the shipped default
     assert tunnel.relayed_ok()
     assert [e for e in nat.conntrack_entries() if f"dport={HUB_PORT}" in e]
-    downs = tunnel.agent.downs
+    downs = agent.downs
     time.sleep(IDLE_NAT_SECONDS + 1.0)
     # the router forgot the idle tunnel's flow; nobody was told (no RST, no FIN)
     assert not [e for e in nat.conntrack_entries() if f"dport={HUB_PORT}" in e]
-    assert tunnel.agent.downs == downs, "the agent cannot know yet"
+    assert agent.downs == downs, "the agent cannot know yet"
     probing = time.monotonic()
     seconds, attempts, errors = tunnel.recover(probing)
     reason = last_down_reason(tunnel, downs)
@@ -208,7 +210,22 @@ def test_nat_idle_timeout_shorter_than_the_default_ping_interval_drops_the_flow_
     # the missed PONG is what told the agent (a reset would say "transport closed")
     assert "PEER_UNRESPONSIVE" in reason and "no PONG" in reason, reason
     assert seconds <= tunnel.bound
-    assert [e for e in nat.conntrack_entries() if f"dport={HUB_PORT}" in e], "a new flow"
+
+    # The adaptive keepalive (agent/tunnel.py) halves the interval after each silent death:
+    # 10 -> 5 s is still longer than the NAT's 3 s, so the next idle session dies as well;
+    # at 2.5 s the pings keep the flow alive and the idle tunnel stays up.
+    assert "ping_interval=10.0s->5.0s" in agent.log
+    agent.wait_log(r"ping_interval=5\.0s->2\.5s", timeout=5.0 + 3.0 + tunnel.bound)
+    stable_at = agent.wait_log(TUNNEL_UP, timeout=tunnel.bound, count=3)
+    downs = agent.downs
+    time.sleep(3 * IDLE_NAT_SECONDS)
+    assert agent.downs == downs, agent.log[-2000:]
+    assert tunnel.relayed_ok(timeout=2.0), "the idle tunnel carries a request at once"
+    print(
+        f"[fault] adaptive keepalive: 10 s -> 5 s -> 2.5 s, stable "
+        f"{stable_at - probing:.1f}s after the first probe; then idle "
+        f"{3 * IDLE_NAT_SECONDS} s with no reconnect"
+    )
 
 
 def test_a_ping_interval_below_the_nat_idle_timeout_keeps_an_idle_tunnel_up(
