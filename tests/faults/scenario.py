@@ -5,8 +5,9 @@ fresh id through the tunnel and retry that same id until it succeeds (or ``reque
 passes); RPC workers call ``faults.effect`` with a fresh idempotency key and retry with the same
 key on ``unavailable``/``deadline_exceeded``. :class:`Driver` runs in the test thread: each
 phase applies one fault and records when; afterwards :meth:`Driver.rows` says, per phase, how
-many requests ended in it, how many needed retries, the slowest, the sessions the agent lost,
-and how long after the fault the first request begun after it succeeded.
+many requests began in it, how many of those needed retries, the slowest, how many reached the
+origin more than once, the sessions the agent lost, and how long after the fault the first
+request (attempt) begun after it succeeded.
 """
 
 from __future__ import annotations
@@ -138,12 +139,14 @@ class Driver:
         rows = self._rows
         for index, row in enumerate(rows):
             until = rows[index + 1].started if index + 1 < len(rows) else float("inf")
-            ended = [o for o in self.load.outcomes if row.started <= o.finished < until]
+            ended = [o for o in self.load.outcomes if row.started <= o.finished - o.seconds < until]
             row.requests = len(ended)
             row.retried = sum(1 for o in ended if o.attempts > 1)
             row.slowest = max((o.seconds for o in ended), default=0.0)
             row.served_twice = sum(1 for o in ended if served.get(o.request_id, 0) > 1)
-            row.rpcs = sum(1 for o in self.load.rpc_outcomes if row.started <= o.finished < until)
+            row.rpcs = sum(
+                1 for o in self.load.rpc_outcomes if row.started <= o.finished - o.seconds < until
+            )
             recovered = [
                 o.finished for o in self.load.outcomes if o.ok and o.last_attempt >= row.fault_at
             ]
