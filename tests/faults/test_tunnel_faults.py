@@ -148,10 +148,10 @@ SLOW_HUB = replace(FAST, hub_ping_interval=10.0, hub_ping_timeout=10.0)
 
 @pytest.mark.xfail(
     strict=True,
-    reason="hub bug: after the agent redialed, protocol/simulator/hub.py pick() (line 182) still "
-    "round-robins new streams onto the session the NAT killed, and _connect_client waits for "
-    "its ACCEPT with no timeout (line 302): every other request hangs until the hub's own "
-    "keepalive ends that session (up to ping_interval + ping_timeout = 20 s)",
+    reason="hub bug: after the agent redialed, Hub.pick() in protocol/simulator/hub.py still "
+    "round-robins new streams onto the session the NAT killed, and Hub._connect_client waits "
+    "for its ACCEPT with no timeout: every other request hangs until the hub's own keepalive "
+    "ends that session (up to ping_interval + ping_timeout = 20 s)",
 )
 def test_once_the_agent_has_redialed_the_hub_stops_using_the_session_the_nat_killed(
     nat: NatTopology, lab: TunnelLab, tunnels: Tunnels
