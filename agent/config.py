@@ -21,6 +21,7 @@ import yaml
 from agent.exceptions import ConfigError
 from protocol.aio.backoff import BackoffPolicy
 from protocol.aio.proxy import ProxySettings
+from protocol.frames import Settings
 
 ENV_PREFIX = "PCG_"
 SECRET_KEYS = frozenset({"token", "maas_api_key", "pairing_code"})
@@ -46,6 +47,9 @@ class AgentConfig:
     maas_poll_interval: float = 5.0
     maas_deploy_timeout: float = 1800.0
     maas_release_timeout: float = 600.0
+    #: streams the hub may have open on one session, and waiting to be accepted
+    max_streams: int = 4096
+    max_pending_opens: int = 1024
     ca_bundle: str | None = None
     maas_api_endpoint: str | None = None
     maas_api_key: str | None = field(default=None, repr=False)
@@ -96,6 +100,10 @@ class AgentConfig:
             BackoffPolicy(self.backoff_base, self.backoff_cap, self.backoff_reset_after)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        try:
+            Settings(max_streams=self.max_streams, max_pending_opens=self.max_pending_opens)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; fix max_streams / max_pending_opens") from None
         if self.node_count not in (1, 3):
             raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
         if self.pairing_code and not (self.install_id and self.state_dir):
@@ -112,6 +120,11 @@ class AgentConfig:
             raise ConfigError(f"log_format={self.log_format!r} must be 'text' or 'json'")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise ConfigError(f"ca_bundle={self.ca_bundle!r} is not a file: give a PEM CA file")
+
+    @property
+    def tunnel_settings(self) -> Settings:
+        """What this agent accepts from the hub, announced in its HELLO."""
+        return Settings(max_streams=self.max_streams, max_pending_opens=self.max_pending_opens)
 
     @property
     def backoff(self) -> BackoffPolicy:

@@ -215,6 +215,7 @@ class TunnelClient:
             ws,
             ConnectionConfig(
                 Role.CLIENT,
+                config.tunnel_settings,
                 info={"agent": f"pcg-agent/{__version__}", "gateway": config.gateway_name},
                 ping_interval=self.ping_interval,
                 ping_timeout=config.ping_timeout,

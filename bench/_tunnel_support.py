@@ -5,10 +5,9 @@ the entry point of the benchmark's own child processes::
 
     python bench/_tunnel_support.py idle-end server|client ...   one end of a tunnel (part 4a)
     python bench/_tunnel_support.py idle-origin                   holds TCP connections (4b)
-    python bench/_tunnel_support.py wide hub|agent ARGS...        the real hub or agent CLI with
-                                                                  max_streams/max_pending_opens
-                                                                  raised (neither CLI has an
-                                                                  option for them)
+
+For part 4b the real hub and agent get room for 10,000 streams from their own settings
+(``pcg-sim hub --max-streams``, the agent's ``max_streams``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import json
 import math
@@ -222,8 +220,6 @@ class Tunnel:
     _token: str = field(default_factory=lambda: "bench-" + secrets.token_urlsafe(18))
 
     def _entry(self, which: str) -> list[str]:
-        if self.wide_streams:
-            return [sys.executable, str(SUPPORT_SCRIPT), "wide", str(self.wide_streams), which]
         module = "protocol.simulator.cli" if which == "hub" else "agent.main"
         return [sys.executable, "-m", module] + (["hub"] if which == "hub" else [])
 
@@ -237,6 +233,12 @@ class Tunnel:
         ]  # fmt: skip
         if not self.use_uvloop:
             args.append("--no-uvloop")
+        limits: dict[str, int] = {}
+        if self.wide_streams:
+            wide = wide_settings(self.wide_streams)
+            args += ["--max-streams", str(wide.max_streams),
+                     "--max-pending-opens", str(wide.max_pending_opens)]  # fmt: skip
+            limits = {"max_streams": wide.max_streams, "max_pending_opens": wide.max_pending_opens}
         hub_log = self.workdir / "hub.log"
         with open(hub_log, "ab") as log:
             self.hub = spawn(args, stdout=subprocess.PIPE, stderr=log)
@@ -255,6 +257,7 @@ class Tunnel:
                     "use_uvloop": self.use_uvloop,
                     "log_level": "INFO",
                     "drain_timeout": 2.0,
+                    **limits,
                 }
             )
         )
@@ -776,29 +779,6 @@ async def idle_origin() -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Child: the real hub or agent CLI with wide stream limits
-
-
-def run_wide(streams: int, which: str, argv: list[str]) -> int:
-    """Run ``pcg-sim hub`` or ``pcg-agent`` unchanged except for their tunnel Settings, which
-    neither CLI can set: both get room for ``streams`` streams opened by the peer."""
-    settings = wide_settings(streams)
-    if which == "hub":
-        from protocol.simulator import cli, hub
-
-        setattr(hub, "HubConfig", functools.partial(hub.HubConfig, settings=settings))  # noqa: B010
-        return cli.main(["hub", *argv])
-    from agent import main as agent_main
-    from agent import tunnel
-    from protocol.connection import ConnectionConfig
-
-    if getattr(tunnel, "ConnectionConfig", None) is not ConnectionConfig:
-        raise SystemExit("agent.tunnel no longer builds its ConnectionConfig: update `wide`")
-    setattr(tunnel, "ConnectionConfig", functools.partial(ConnectionConfig, settings=settings))  # noqa: B010
-    return agent_main.main(argv)
-
-
 def _run_loop(main: Awaitable[int], use_uvloop: bool) -> int:
     from protocol.aio.loop import run
 
@@ -808,8 +788,6 @@ def _run_loop(main: Awaitable[int], use_uvloop: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     raise_nofile_limit()
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["wide"]:
-        return run_wide(int(args[1]), args[2], args[3:])
     parser = argparse.ArgumentParser(prog="_tunnel_support")
     sub = parser.add_subparsers(dest="command", required=True)
     end = sub.add_parser("idle-end")

@@ -55,7 +55,7 @@ from protocol.state import (
 )
 from protocol.state import StreamInput as I
 from protocol.state import StreamState as S
-from protocol.windows import ReceiveWindow, SendWindow
+from protocol.windows import ReceiveWindow, SendWindow, WindowTuner
 
 _GRACEFUL = (ErrorCode.NO_ERROR, ErrorCode.SHUTTING_DOWN)
 _STARTED = (SessionState.OPEN, SessionState.DRAINING)
@@ -82,6 +82,10 @@ class ConnectionConfig:
     #: seconds between PINGs, and how long a PING may go unanswered before the peer is dead
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
+    #: receive-window auto-tuning (§6.5): how far one stream's window may grow, and how many
+    #: bytes of growth all streams of the session may share; 0 turns tuning off
+    max_stream_window: int = 16 * 1024 * 1024
+    window_growth_budget: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.versions:
@@ -96,10 +100,10 @@ class ConnectionConfig:
 class _Stream:
     __slots__ = ("state", "send", "recv")
 
-    def __init__(self, state: S, send_window: int, recv_window: int) -> None:
+    def __init__(self, state: S, send_window: int, recv_window: int, now: float) -> None:
         self.state = state
         self.send = SendWindow(send_window)
-        self.recv = ReceiveWindow(recv_window)
+        self.recv = ReceiveWindow(recv_window, now)
 
 
 class TunnelConnection:
@@ -136,6 +140,13 @@ class TunnelConnection:
         self._ping_count = 0
         self._next_ping_at: float | None = None
         self._hello_sent = False
+        #: the latest time the driver passed in; the core never reads a clock of its own
+        self._now = 0.0
+        self._tuner = WindowTuner(
+            config.settings.stream_window,
+            max(config.max_stream_window, config.settings.stream_window),
+            config.window_growth_budget,
+        )
 
     # ------------------------------------------------------------------ driver side
 
@@ -149,6 +160,7 @@ class TunnelConnection:
         events: list[ev.Event] = []
         if self.state is SessionState.CLOSED:
             return events
+        self._now = now
         try:
             for frame in decode_message(message, self.local_settings.max_message_size):
                 self._receive_frame(frame, now, events)
@@ -196,6 +208,7 @@ class TunnelConnection:
         events: list[ev.Event] = []
         if self.state is SessionState.CLOSED or self._next_ping_at is None:
             return events
+        self._now = now
         if self._ping_payload is not None:
             if now - self._ping_sent_at >= self.ping_timeout:
                 waited = now - self._ping_sent_at
@@ -253,7 +266,9 @@ class TunnelConnection:
             self.go_away(ErrorCode.NO_ERROR, "stream ids exhausted")
             raise ConnectionClosed(ErrorCode.NO_ERROR, "stream ids exhausted; open a new session")
         self._next_local_id += 2
-        self._streams[stream_id] = _Stream(S.SYN_SENT, peer.stream_window, self._recv_size())
+        self._streams[stream_id] = _Stream(
+            S.SYN_SENT, peer.stream_window, self._recv_size(), self._now
+        )
         self._local_open += 1
         self._queue(Open(stream_id, meta))
         return stream_id
@@ -316,7 +331,7 @@ class TunnelConnection:
         stream = self._streams.get(stream_id)
         if stream is None or n == 0:
             return
-        increment = stream.recv.acknowledge(n)
+        increment = stream.recv.acknowledge(n, self._now, self._tuner)
         if increment and peer_may_send(stream.state):
             self._queue_urgent(Window(stream_id, increment))
 
@@ -377,7 +392,9 @@ class TunnelConnection:
 
     def _send_hello(self, versions: tuple[int, ...], capabilities: tuple[str, ...]) -> None:
         self._hello_sent = True
-        self._queue(Hello(versions, capabilities, self.local_settings, dict(self.config.info)))
+        # HELLO goes ahead of everything, the urgent frames included (§4.1)
+        hello = Hello(versions, capabilities, self.local_settings, dict(self.config.info))
+        self._urgent.append(encode(hello))
 
     def _require_usable(self, what: str) -> None:
         if self.state is SessionState.AWAITING_HELLO:
@@ -405,6 +422,7 @@ class TunnelConnection:
 
     def _forget(self, stream_id: int) -> None:
         stream = self._streams.pop(stream_id)
+        self._tuner.release(stream.recv)
         if stream.state in (S.SYN_RECEIVED, S.SYN_RECEIVED_REMOTE_CLOSED):
             self._pending_opens -= 1
         if self.is_local_stream(stream_id):
@@ -490,7 +508,11 @@ class TunnelConnection:
                 if payload == self._ping_payload:
                     self._ping_payload = None
                     self._next_ping_at = now + self.ping_interval
-                    events.append(ev.PongReceived(now - self._ping_sent_at))
+                    rtt = now - self._ping_sent_at
+                    # smoothed as TCP does (RFC 6298), for window tuning (§6.5)
+                    prior = self._tuner.rtt
+                    self._tuner.rtt = rtt if prior is None else 0.875 * prior + 0.125 * rtt
+                    events.append(ev.PongReceived(rtt))
             case GoAway():
                 self._receive_goaway(frame, events)
             case Hello():
@@ -578,7 +600,7 @@ class TunnelConnection:
             self._queue(Reset(stream_id, *refusal))
             return
         self._streams[stream_id] = _Stream(
-            S.SYN_RECEIVED, self.peer_settings.stream_window, self._recv_size()
+            S.SYN_RECEIVED, self.peer_settings.stream_window, self._recv_size(), self._now
         )
         self._remote_open += 1
         self._pending_opens += 1
@@ -612,6 +634,9 @@ class TunnelConnection:
         self._session_send = SendWindow(hello.settings.session_window)
         self._transition_session(J.RECV_HELLO)
         self._next_ping_at = now + self.ping_interval
+        self._now = now
+        # a first PING at once: the round-trip time it measures drives window tuning (§6.5)
+        self.ping(now)
         events.append(
             ev.HandshakeComplete(version, self.capabilities, hello.settings, dict(hello.info))
         )

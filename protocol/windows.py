@@ -46,13 +46,14 @@ class ReceiveWindow:
     Invariant: ``remaining + unacknowledged + ungranted == size``.
     """
 
-    __slots__ = ("size", "remaining", "unacknowledged", "ungranted")
+    __slots__ = ("size", "remaining", "unacknowledged", "ungranted", "last_grant")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, now: float = 0.0) -> None:
         self.size = size
         self.remaining = size  # what the peer may still send
         self.unacknowledged = 0  # received, not yet consumed by the application
         self.ungranted = 0  # consumed, not yet given back in a WINDOW frame
+        self.last_grant = now  # when credit was last given back (the driver's clock)
 
     def receive(self, n: int, stream_id: int) -> None:
         """Charge ``n`` arriving bytes (stream_id 0: the session window)."""
@@ -65,11 +66,12 @@ class ReceiveWindow:
         self.remaining -= n
         self.unacknowledged += n
 
-    def acknowledge(self, n: int) -> int:
+    def acknowledge(self, n: int, now: float = 0.0, tuner: WindowTuner | None = None) -> int:
         """Mark ``n`` received bytes consumed; returns the WINDOW increment to send now, or 0.
 
         Credit goes back in batches of at least a quarter window, so that one WINDOW frame
         answers many DATA frames while the sender never runs dry with a consumer keeping up.
+        With a ``tuner``, a window whose grants come faster than the round trip grows first.
         """
         if not 0 <= n <= self.unacknowledged:
             raise LocalProtocolError(
@@ -78,6 +80,9 @@ class ReceiveWindow:
         self.unacknowledged -= n
         self.ungranted += n
         if self.ungranted >= self.size // 4:
+            if tuner is not None:
+                tuner.maybe_grow(self, now)
+            self.last_grant = now
             return self.grant()
         return 0
 
@@ -86,3 +91,37 @@ class ReceiveWindow:
         self.remaining += increment
         self.ungranted = 0
         return increment
+
+
+class WindowTuner:
+    """Grows the receive windows of streams that are limited by them (PROTOCOL.md §6.5).
+
+    A stream whose credit is given back twice within two round trips is moving data as fast
+    as its window lets it, and its consumer keeps up: its window doubles, up to ``max_size``.
+    Windows of streams whose reader stalls never grow (they give no credit back), and all the
+    growth of one session comes out of one ``budget``, so the bytes a peer can make this side
+    buffer stay bounded: base windows plus the budget.
+    """
+
+    __slots__ = ("rtt", "max_size", "budget", "base_size")
+
+    def __init__(self, base_size: int, max_size: int, budget: int) -> None:
+        self.rtt: float | None = None
+        self.base_size = base_size
+        self.max_size = max_size
+        self.budget = budget
+
+    def maybe_grow(self, window: ReceiveWindow, now: float) -> None:
+        rtt = self.rtt
+        if rtt is None or now - window.last_grant >= 2 * rtt:
+            return
+        extra = min(window.size, self.max_size - window.size, self.budget)
+        if extra <= 0:
+            return
+        self.budget -= extra
+        window.size += extra
+        window.ungranted += extra  # granted with the next WINDOW frame
+
+    def release(self, window: ReceiveWindow) -> None:
+        """A stream ended: its growth goes back to the session's budget."""
+        self.budget += max(0, window.size - self.base_size)

@@ -49,7 +49,7 @@ class TunnelStream:
         self.session = session
         self.stream_id = stream_id
         self.metadata = metadata
-        self._buffer: deque[bytes] = deque()
+        self._buffer: deque[bytes] | None = None  # made on first data: most streams idle a while
         self._buffered = 0
         self._eof = False
         self._error: BaseException | None = None
@@ -102,11 +102,12 @@ class TunnelStream:
                 await self._readable
             finally:
                 self._readable = None
+        buffer = self._buffer
         if n < 0 or n >= self._buffered:
-            data = self._buffer.popleft() if len(self._buffer) == 1 else b"".join(self._buffer)
-            self._buffer.clear()
+            data = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
+            buffer.clear()
         else:
-            data = self._take(n)
+            data = self._take(buffer, n)
         self._buffered -= len(data)
         self.session._acknowledge(self.stream_id, len(data))
         return data
@@ -151,20 +152,23 @@ class TunnelStream:
 
     # ------------------------------------------------------------------ session side
 
-    def _take(self, n: int) -> bytes:
+    @staticmethod
+    def _take(buffer: deque[bytes], n: int) -> bytes:
         parts = []
         while n > 0:
-            head = self._buffer[0]
+            head = buffer[0]
             if len(head) <= n:
-                parts.append(self._buffer.popleft())
+                parts.append(buffer.popleft())
                 n -= len(head)
             else:
                 parts.append(head[:n])
-                self._buffer[0] = head[n:]
+                buffer[0] = head[n:]
                 n = 0
         return b"".join(parts)
 
     def _feed(self, data: bytes) -> None:
+        if self._buffer is None:
+            self._buffer = deque()
         self._buffer.append(data)
         self._buffered += len(data)
         if self._readable is not None and not self._readable.done():

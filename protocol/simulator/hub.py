@@ -37,7 +37,12 @@ from protocol.aio.splice import splice
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
-from protocol.exceptions import ConnectionClosed, RpcError, StreamResetError
+from protocol.exceptions import (
+    ConnectionClosed,
+    LocalProtocolError,
+    RpcError,
+    StreamResetError,
+)
 from protocol.frames import Settings
 
 log = logging.getLogger("pcg.hub")
@@ -279,7 +284,8 @@ class Hub:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             writer.close()
             return
@@ -307,7 +313,8 @@ class Hub:
             status = 403 if exc.code is ErrorCode.DESTINATION_NOT_ALLOWED else 502
             await _reply(writer, status, f"{exc.code.name}: {exc.reason}")
             return
-        except ConnectionClosed as exc:
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            # a closed session, or the agent's limit of concurrent streams: try again later
             await _reply(writer, 503, str(exc))
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -402,6 +409,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--connect-port", type=int, default=0, help="CONNECT listener port")
     parser.add_argument("--ping-interval", type=float, default=10.0)
     parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--max-streams", type=int, default=4096, help="streams an agent may open per session"
+    )
+    parser.add_argument("--max-pending-opens", type=int, default=1024)
     parser.add_argument("--debug-endpoints", action="store_true", help="enable test endpoints")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.set_defaults(func=_main)
@@ -441,7 +452,12 @@ def _main(args: Any) -> int:
     tokens = _tokens(args)
     if not tokens:
         raise SystemExit("no agent could connect: give --token GATEWAY=TOKEN or --tokens-file")
+    try:
+        settings = Settings(max_streams=args.max_streams, max_pending_opens=args.max_pending_opens)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     config = HubConfig(
+        settings=settings,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         debug_endpoints=args.debug_endpoints,

@@ -150,6 +150,9 @@ def test_reset_reaches_the_peer_and_frees_the_stream() -> None:
 
 def test_ping_measures_rtt_and_keepalive_detects_a_dead_peer() -> None:
     pair = Pair()
+    # each side pings once right after the handshake, to learn the round-trip time (§6.5)
+    assert len(pair.client.of(ev.PongReceived)) == 1 and len(pair.server.of(ev.PongReceived)) == 1
+    pair.client.take()
     conn = pair.client.conn
     conn.ping_interval, conn.ping_timeout = 5.0, 3.0
     pair.now = 1.0
