@@ -150,7 +150,8 @@ class Soak:
 
     async def traffic(self, first: int, streams: int, rpcs: int, origin_port: int) -> float:
         started = time.monotonic()
-        await asyncio.gather(self.streams(first, streams, origin_port), self.rpcs(rpcs))
+        async with asyncio.timeout(150):
+            await asyncio.gather(self.streams(first, streams, origin_port), self.rpcs(rpcs))
         return time.monotonic() - started
 
     # -- figures
