@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 
 from agent import __version__, logs
 from agent.config import AgentConfig
@@ -61,6 +62,9 @@ class TunnelClient:
         self._backoff = Backoff(config.backoff)
         #: the ping interval in use: config.ping_interval, halved after each silent death
         self.ping_interval = config.ping_interval
+        #: this process, as the hub sees it: a new session from the same instance tells the hub
+        #: that the instance's older sessions are dead
+        self.instance = secrets.token_hex(8)
 
     def stop(self) -> None:
         """Begin a graceful stop: GOAWAY, drain in-flight streams, close."""
@@ -216,7 +220,11 @@ class TunnelClient:
             ConnectionConfig(
                 Role.CLIENT,
                 config.tunnel_settings,
-                info={"agent": f"pcg-agent/{__version__}", "gateway": config.gateway_name},
+                info={
+                    "agent": f"pcg-agent/{__version__}",
+                    "gateway": config.gateway_name,
+                    "instance": self.instance,
+                },
                 ping_interval=self.ping_interval,
                 ping_timeout=config.ping_timeout,
             ),

@@ -386,6 +386,10 @@ class TunnelSession:
 
     # ------------------------------------------------------------------ ending
 
+    def abort(self, code: ErrorCode, message: str) -> None:
+        """End the session now with GOAWAY(code): this side knows the peer or path is gone."""
+        self._abort(code, message)
+
     def _abort(self, code: ErrorCode, message: str) -> None:
         if self.conn.closed:
             self._finish(ConnectionClosed(code, message))

@@ -63,6 +63,8 @@ class HubConfig:
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
     write_timeout: float = 20.0
+    #: how long a caller's stream may wait for the agent's ACCEPT before another session is tried
+    open_timeout: float = 10.0
     #: debug endpoints (raw bytes onto a session, GOAWAY) for tests; off unless asked
     debug_endpoints: bool = False
 
@@ -156,6 +158,16 @@ class Hub:
         return ws
 
     def _add(self, gateway: str, session: TunnelSession) -> None:
+        # One agent process keeps one session: a new session from the same instance means its
+        # old ones are dead, even if this side's keepalive has not noticed yet (a NAT that
+        # forgot the flow drops packets silently). Retire them now, so no stream goes there.
+        instance = session.peer_info.get("instance")
+        if instance:
+            for old in list(self.sessions.get(gateway, [])):
+                if old.peer_info.get("instance") == instance:
+                    log.info("retiring stale session gateway=%s instance=%s", gateway, instance)
+                    self._remove(gateway, old)
+                    old.abort(ErrorCode.PEER_UNRESPONSIVE, "superseded by a new session")
         self.sessions.setdefault(gateway, []).append(session)
         log.info(
             "tunnel session up gateway=%s sessions=%d agent=%s",
@@ -280,6 +292,33 @@ class Hub:
         address = self.connect_server.sockets[0].getsockname()
         return address[0], address[1]
 
+    async def _open_accepted(self, gateway: str | None, host: str, port: int) -> TunnelStream:
+        """A stream the agent accepted; a session that does not answer within the open timeout
+        is passed over for the next one, each live session at most once."""
+        attempt = 0
+        while True:
+            session = self.pick(gateway)
+            stream = session.open_stream({"kind": "tcp", "host": host, "port": port})
+            try:
+                async with asyncio.timeout(self.config.open_timeout):
+                    await stream.wait_accepted()
+                return stream
+            except TimeoutError:
+                stream.reset(ErrorCode.CANCEL, "no ACCEPT within the open timeout")
+                attempt += 1
+                log.warning(
+                    "stream not accepted gateway=%s destination=%s:%d attempt=%d",
+                    session.label,
+                    host,
+                    port,
+                    attempt,
+                )
+                if attempt >= len(self.sessions.get(session.label, [])):
+                    raise GatewayUnavailable(
+                        f"gateway {session.label!r} accepted no stream within "
+                        f"{self.config.open_timeout}s on any of its sessions"
+                    ) from None
+
     async def _connect_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -304,8 +343,7 @@ class Hub:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         try:
-            stream = self.open_stream(_gateway_of(headers), host, int(port_text))
-            await stream.wait_accepted()
+            stream = await self._open_accepted(_gateway_of(headers), host, int(port_text))
         except GatewayUnavailable as exc:
             await _reply(writer, 503, str(exc))
             return
