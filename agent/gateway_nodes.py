@@ -8,8 +8,8 @@
   two qualifying Ready machines the call fails with ``failed_precondition`` and nothing is
   touched. On a later failure only the nodes this resize added are released, never a Deployed
   gateway node.
-* **Storage.** A node qualifies by its total storage against 60 GB, exactly as the installer's
-  preflight counts (``installer/machines.py``), so both agree on which machines qualify.
+* **Requirements.** Which machines qualify is :mod:`agent.node_requirements`, which the
+  installer's preflight asks too, so both agree on every machine.
 * **Secrets.** A new node's cloud-init carries what it needs to register (pairing code, MAAS
   key), never this agent's credential.
 """
@@ -27,6 +27,7 @@ from agent.config import AgentConfig
 from agent.maas_access import OpenMaas, run_once
 from agent.maas_errors import invalid_argument, maas_error_to_rpc
 from agent.machine_work import HELD, Deployer, MachineWork, ref_name, state_of
+from agent.node_requirements import requirement_text, shortfalls
 from agent.operations import EmitProgress, OperationRegistry
 from agent.rpc import Progress
 from protocol.exceptions import RpcError
@@ -37,9 +38,6 @@ from protocol.rpc import Request, RpcErrorCode
 
 __all__ = [
     "GATEWAY_AGENT_PREFIX",
-    "GATEWAY_MIN_CPU",
-    "GATEWAY_MIN_DISK_GB",
-    "GATEWAY_MIN_MEM_MIB",
     "GATEWAY_POOL_LABEL",
     "GatewayNodes",
     "gateway_agent_name",
@@ -48,20 +46,16 @@ __all__ = [
 log = logging.getLogger("pcg.agent.maas")
 
 GATEWAY_AGENT_PREFIX: Final = "pcg-gw:"
-#: what a gateway node needs (product doc: 4 CPU, 8192 MiB, 60 GiB; storage in MAAS's GB)
-GATEWAY_MIN_CPU: Final = 4
-GATEWAY_MIN_MEM_MIB: Final = 8192
-GATEWAY_MIN_DISK_GB: Final = 60
 GATEWAY_POOL_LABEL: Final = "gateway"
 
-#: why a Ready machine does not qualify as a gateway node, in the order the error lists them
-_REASONS: Final = (
-    "too few CPUs",
-    "too little memory",
-    "too little storage",
-    "wrong zone/pool",
-    "not Ready",
-)
+#: why a machine does not qualify as a gateway node, in the order the error lists them
+_REASONS: Final = {
+    "cpu": "too few CPUs",
+    "memory": "too little memory",
+    "storage": "too little storage",
+    "placement": "wrong zone/pool",
+    "status": "not Ready",
+}
 
 
 def gateway_agent_name(gateway_name: str) -> str:
@@ -196,21 +190,12 @@ class GatewayNodes:
         qualified: list[Machine] = []
         reasons: dict[str, list[str]] = {}
         for machine in await maas.list_machines():
-            why = []
-            if machine.cpu_count < GATEWAY_MIN_CPU:
-                why.append("too few CPUs")
-            if machine.memory < GATEWAY_MIN_MEM_MIB:
-                why.append("too little memory")
-            if machine.storage_gb < GATEWAY_MIN_DISK_GB:  # total, as the installer counts
-                why.append("too little storage")
+            why = [shortfall.kind for shortfall in shortfalls(machine)]
             if ref_name(machine.zone) != zone or ref_name(machine.pool) != pool:
-                why.append("wrong zone/pool")
-            if machine.status is not NodeStatus.READY:
-                why.append("not Ready")
-            for reason in why:
-                reasons.setdefault(reason, []).append(
-                    machine.hostname
-                    + (f" ({machine.status_label})" if reason == "not Ready" else "")
+                why.append("placement")
+            for kind in why:
+                reasons.setdefault(_REASONS[kind], []).append(
+                    machine.hostname + (f" ({machine.status_label})" if kind == "status" else "")
                 )
             if not why:
                 qualified.append(machine)
@@ -218,14 +203,13 @@ class GatewayNodes:
             found = "; ".join(
                 f"{len(reasons[r])} {r}: {', '.join(reasons[r][:4])}"
                 + (", ..." if len(reasons[r]) > 4 else "")
-                for r in _REASONS
+                for r in _REASONS.values()
                 if r in reasons
             )
             raise RpcError(
                 RpcErrorCode.FAILED_PRECONDITION,
                 f"resizing gateway {self.config.gateway_name} to {size} nodes needs {need} more "
-                f"Ready machine(s) with >= {GATEWAY_MIN_CPU} CPUs, {GATEWAY_MIN_MEM_MIB} MiB "
-                f"memory and {GATEWAY_MIN_DISK_GB} GB storage in zone {zone!r} and resource pool "
+                f"Ready machine(s) with {requirement_text()} in zone {zone!r} and resource pool "
                 f"{pool!r}; MAAS has {len(qualified)} such machine(s). The others do not qualify "
                 f"({found or 'none'}; a machine may be counted under several reasons). "
                 "Commission, release or add machines that qualify, then resize again. Nothing "

@@ -26,7 +26,7 @@ Decisions worth knowing:
   the other zones are tried before giving up. No ``azs``: no zone constraint.
 * **Storage.** ``minDiskSizeInGB`` becomes MAAS's storage constraint ``root:<GB>``, which MAAS
   applies to the boot disk; adoption compares the boot disk too. The resize check compares a
-  machine's total storage with 60 GB, exactly as the installer's preflight does
+  machine with agent/node_requirements.py, exactly as the installer's preflight does
   (``installer/machines.py``), so both agree on which machines qualify. ``minCPU`` or
   ``minMemInMB`` of 0 means no constraint.
 * **Failure.** Any failure of ``cluster.create`` (no matching machine, a failed or timed out
@@ -73,9 +73,6 @@ from agent.clusters import Clusters
 from agent.config import AgentConfig
 from agent.gateway_nodes import (
     GATEWAY_AGENT_PREFIX,
-    GATEWAY_MIN_CPU,
-    GATEWAY_MIN_DISK_GB,
-    GATEWAY_MIN_MEM_MIB,
     GATEWAY_POOL_LABEL,
     GatewayNodes,
     gateway_agent_name,
@@ -95,9 +92,6 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_RELEASE_TIMEOUT",
     "GATEWAY_AGENT_PREFIX",
-    "GATEWAY_MIN_CPU",
-    "GATEWAY_MIN_DISK_GB",
-    "GATEWAY_MIN_MEM_MIB",
     "GATEWAY_POOL_LABEL",
     "MAX_POOL_SIZE",
     "ClusterSpec",

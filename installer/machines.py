@@ -1,9 +1,8 @@
 """Which MAAS machines can become gateway nodes, and why the others cannot.
 
 A node needs (product doc, prerequisites) a Ready machine in the chosen zone and pool with
-4 CPUs, 8192 MiB of memory and 60 of storage. Storage is compared in MAAS's own unit, GB
-(10^9 bytes): that is the unit of MAAS's ``storage`` allocation constraint and of Palette's
-``minDiskSizeInGB: 60`` for gateway nodes, so a machine Palette accepts is accepted here.
+4 CPUs, 8192 MiB of memory and 60 GiB of storage: :mod:`agent.node_requirements` says which
+machines qualify, for this preflight and for the agent's resize alike.
 """
 
 from __future__ import annotations
@@ -11,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from protocol.maas.models import Machine, NodeStatus
-
-MIN_CPU = 4
-MIN_MEMORY_MIB = 8192
-MIN_STORAGE_GB = 60
+from agent.node_requirements import requirement_text
+from agent.node_requirements import shortfalls as node_shortfalls
+from protocol.maas.models import Machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +28,7 @@ class Placement:
 
 def shortfalls(machine: Machine) -> list[str]:
     """Why ``machine`` cannot be a gateway node (empty: it can)."""
-    reasons = []
-    if machine.status is not NodeStatus.READY:
-        reasons.append(f"{machine.status_label}, not Ready")
-    if machine.cpu_count < MIN_CPU:
-        reasons.append(f"{machine.cpu_count} CPUs < {MIN_CPU}")
-    if machine.memory < MIN_MEMORY_MIB:
-        reasons.append(f"{machine.memory} MiB memory < {MIN_MEMORY_MIB} MiB")
-    if machine.storage_gb < MIN_STORAGE_GB:
-        reasons.append(f"{machine.storage_gb:.0f} GB storage < {MIN_STORAGE_GB} GB")
-    return reasons
+    return [shortfall.text for shortfall in node_shortfalls(machine)]
 
 
 def allocation_order(machines: Iterable[Machine]) -> list[Machine]:
@@ -88,8 +76,7 @@ class Survey:
         where = f"zone {self.placement.zone!r}, pool {self.placement.pool!r}"
         names = ", ".join(m.hostname for m in self.qualifying)
         text = (
-            f"{len(self.qualifying)} Ready machine(s) with >= {MIN_CPU} CPUs, "
-            f"{MIN_MEMORY_MIB} MiB and {MIN_STORAGE_GB} GB in {where}"
+            f"{len(self.qualifying)} Ready machine(s) with {requirement_text()} in {where}"
             f"{': ' + names if names else ''}; {needed} needed"
         )
         if self.rejected:

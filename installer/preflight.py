@@ -17,7 +17,7 @@ palette.gatewayName    no gateway of that name exists in Palette yet
 maas.endpoint          scheme, host, port, ending in /MAAS; MAAS answers there
 maas.apiKey            3 parts; an authenticated call works
 maas.domain/zone/pool  the chosen domain, zone and resource pool exist
-maas.machines          enough Ready machines of 4 CPU / 8192 MiB / 60 GB in zone + pool
+maas.machines          enough Ready machines of 4 CPU / 8192 MiB / 60 GiB in zone + pool
 network.podCidr        valid, overlaps neither the service range nor a MAAS subnet
 network.serviceIpRange valid, overlaps neither the pod CIDR nor a MAAS subnet
 maas.ips               enough unreserved addresses in the machines' subnet(s)

@@ -178,7 +178,7 @@ def ask(
     ready = len(survey.qualifying)
     console.print(
         f"{ready} machine(s) in zone {escape(zone)}, pool {escape(pool)} can be gateway nodes "
-        "(Ready, >= 4 CPUs, 8192 MiB, 60 GB).",
+        "(Ready, >= 4 CPUs, 8192 MiB, 60 GiB).",
         highlight=False,
     )
     nodes = _select(

@@ -383,13 +383,13 @@ async def test_resize_refused_without_enough_ready_machines() -> None:
         {
             "zones": [{"name": "default"}, {"name": "az2"}],
             "machines": [
-                {"hostname": "gw-1", "cpu": 4, "memory": 8192, "storage": 64},
-                {"hostname": "good-1", "cpu": 4, "memory": 8192, "storage": 64},
-                {"hostname": "tiny-1", "cpu": 2, "memory": 8192, "storage": 64},
-                {"hostname": "lowmem-1", "cpu": 4, "memory": 4096, "storage": 64},
+                {"hostname": "gw-1", "cpu": 4, "memory": 8192, "storage": 100},
+                {"hostname": "good-1", "cpu": 4, "memory": 8192, "storage": 100},
+                {"hostname": "tiny-1", "cpu": 2, "memory": 8192, "storage": 100},
+                {"hostname": "lowmem-1", "cpu": 4, "memory": 4096, "storage": 100},
                 {"hostname": "smalldisk-1", "cpu": 4, "memory": 8192, "storage": 40},
-                {"hostname": "far-1", "cpu": 4, "memory": 8192, "storage": 64, "zone": "az2"},
-                {"hostname": "used-1", "cpu": 4, "memory": 8192, "storage": 64},
+                {"hostname": "far-1", "cpu": 4, "memory": 8192, "storage": 100, "zone": "az2"},
+                {"hostname": "used-1", "cpu": 4, "memory": 8192, "storage": 100},
             ],
         }
     )

@@ -34,7 +34,7 @@ def config(**changes: Any) -> InstallConfig:
 
 
 def machine(name: str, *, status: int = 4, cpu: int = 4, memory: int = 8192,
-            storage_mb: float = 64000.0, zone: str = "default", pool: str = "default",
+            storage_mb: float = 100000.0, zone: str = "default", pool: str = "default",
             subnet: int | None = 1) -> Machine:  # fmt: skip
     links = [{"subnet": {"id": subnet, "cidr": "10.20.0.0/24"}}] if subnet is not None else []
     return Machine.from_json(
@@ -85,7 +85,7 @@ def test_survey_counts_and_explains() -> None:
     assert [m.hostname for m in survey.qualifying] == ["a", "b"]  # smallest first
     text = survey.explain(3)
     assert "2 Ready machine(s)" in text and "3 needed" in text
-    assert "small (2 CPUs < 4, 4096 MiB memory < 8192 MiB, 40 GB storage < 60 GB)" in text
+    assert "small (2 CPUs < 4, 4096 MiB memory < 8192 MiB, 37.3 GiB storage < 60 GiB)" in text
     assert "busy (Deployed, not Ready)" in text
     assert "az2/default (1)" in text
     assert shortfalls(machine("ok")) == []

@@ -154,7 +154,7 @@ async def test_not_enough_free_addresses(
         {
             "subnets": [{"cidr": "10.30.0.0/29", "reserved": ["10.30.0.1-10.30.0.4"]}],
             "machines": [
-                {"hostname": f"n{i}", "cpu": 4, "memory": 8192, "storage": 64} for i in range(3)
+                {"hostname": f"n{i}", "cpu": 4, "memory": 8192, "storage": 100} for i in range(3)
             ],
         }
     )

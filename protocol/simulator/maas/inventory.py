@@ -218,11 +218,12 @@ class Inventory:
     @classmethod
     def default(cls) -> Inventory:
         """Enough for a 3-node gateway plus a 3-machine tenant cluster in zone "default",
-        pool "default" (8 machines of >= 4 CPU / 8192 MiB / 60 GB), two more qualifying
-        machines in zone "az2" / pool "tenants", and two small machines that do not qualify."""
+        pool "default" (8 machines of >= 4 CPU / 8192 MiB / 60 GiB), two more qualifying
+        machines in zone "az2" / pool "tenants", and two small machines that do not qualify
+        (small-02's 60 GB disk is 55.9 GiB)."""
         machines: list[dict[str, Any]] = []
         for n in range(1, 7):
-            machines.append({"hostname": f"node-{n:02d}", "cpu": 4, "memory": 8192, "storage": 64})
+            machines.append({"hostname": f"node-{n:02d}", "cpu": 4, "memory": 8192, "storage": 100})
         for n in (7, 8):
             machines.append(
                 {
@@ -239,7 +240,7 @@ class Inventory:
                     "hostname": f"node-{n:02d}",
                     "cpu": 4,
                     "memory": 8192,
-                    "storage": 64,
+                    "storage": 100,
                     "zone": "az2",
                     "pool": "tenants",
                 }
