@@ -94,6 +94,7 @@ def pump(a: TunnelConnection, b: TunnelConnection) -> None:
 
 _EXPECTED_EVENTS = (
     ev.HandshakeComplete,
+    ev.PongReceived,  # each side pings once right after the handshake (PROTOCOL.md §6.5)
     ev.StreamOpened,
     ev.StreamAccepted,
     ev.DataReceived,
