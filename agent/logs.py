@@ -17,14 +17,17 @@ _secrets: set[str] = set()
 
 
 def register_secret(*values: str | None) -> None:
-    """Remember values that must never reach a log line (short ones would scrub too much)."""
+    """Remember values that must never reach a log line (passwords, tokens, API keys, pairing
+    codes). A MAAS API key's token secret is remembered alone too: MAAS echoes it in errors."""
     for value in values:
-        if value and len(value) >= 6:
+        if value and len(value) >= 4:
             _secrets.add(value)
+            if value.count(":") == 2:
+                _secrets.add(value.rsplit(":", 1)[1])
 
 
 def scrub(text: str) -> str:
-    for secret in _secrets:
+    for secret in sorted(_secrets, key=len, reverse=True):  # longest first: no partial leaks
         if secret in text:
             text = text.replace(secret, "***")
     return text
@@ -48,8 +51,8 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        fields = " ".join(f"{k}={v}" for k, v in self.static.items())
-        line = f"{stamp} level={record.levelname.lower()} logger={record.name} {fields} "
+        fields = "".join(f" {k}={v}" for k, v in self.static.items())
+        line = f"{stamp} level={record.levelname.lower()} logger={record.name}{fields} "
         line += record.getMessage()
         if record.exc_text:
             line += "\n" + record.exc_text
