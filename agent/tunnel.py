@@ -120,7 +120,7 @@ class TunnelClient:
                 self._backoff.connection_lasted(lasted)
                 if session.goaway is not None:
                     retry_after = session.goaway.retry_after_ms / 1000
-                reason = session._closed.result() if session.closed else None
+                reason = session.close_reason
                 log.warning(
                     "tunnel down gateway=%s after=%.1fs reason=%s",
                     config.gateway_name,

@@ -106,7 +106,7 @@ class TunnelSession:
             async with asyncio.timeout(handshake_timeout):
                 done = await asyncio.shield(self._handshake)
         except TimeoutError:
-            self._abort(ErrorCode.PEER_UNRESPONSIVE, f"no HELLO within {handshake_timeout}s")
+            self.abort(ErrorCode.PEER_UNRESPONSIVE, f"no HELLO within {handshake_timeout}s")
             await self.wait_closed()
             raise ConnectionClosed(
                 ErrorCode.PEER_UNRESPONSIVE, f"no HELLO within {handshake_timeout}s"
@@ -122,6 +122,11 @@ class TunnelSession:
     def is_usable(self) -> bool:
         """True while new streams may be opened on this session."""
         return not self.closed and not self.conn.peer_going_away and not self.conn.closed
+
+    @property
+    def close_reason(self) -> ConnectionClosed | None:
+        """Why the session ended, once it has."""
+        return self._closed.result() if self._closed.done() else None
 
     async def wait_closed(self) -> ConnectionClosed:
         """Wait until the session is over; returns why."""
@@ -278,7 +283,7 @@ class TunnelSession:
             if self._send_started is not None and now - self._send_started >= self.write_timeout:
                 # A write that does not complete means the peer or the path is gone even if
                 # nothing else says so (PROTOCOL.md §7): do not wait for the pong timeout.
-                self._abort(
+                self.abort(
                     ErrorCode.PEER_UNRESPONSIVE,
                     f"a write stalled for {now - self._send_started:.1f}s",
                 )
@@ -388,9 +393,6 @@ class TunnelSession:
 
     def abort(self, code: ErrorCode, message: str) -> None:
         """End the session now with GOAWAY(code): this side knows the peer or path is gone."""
-        self._abort(code, message)
-
-    def _abort(self, code: ErrorCode, message: str) -> None:
         if self.conn.closed:
             self._finish(ConnectionClosed(code, message))
             return
