@@ -111,9 +111,14 @@ class WindowTuner:
         self.max_size = max_size
         self.budget = budget
 
+    #: round-trip times below this are taken as this: a clock or a link that fast says nothing
+    #: useful about whether a window is the limit
+    MIN_RTT = 0.001
+
     def maybe_grow(self, window: ReceiveWindow, now: float) -> None:
-        rtt = self.rtt
-        if rtt is None or now - window.last_grant >= 2 * rtt:
+        if self.rtt is None:
+            return
+        if now - window.last_grant >= 2 * max(self.rtt, self.MIN_RTT):
             return
         extra = min(window.size, self.max_size - window.size, self.budget)
         if extra <= 0:

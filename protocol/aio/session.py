@@ -3,6 +3,9 @@
 Three tasks run per session: the reader feeds each message to the core and dispatches its
 events, the writer sends what the core queued, the keepalive calls ``tick`` on time and
 watches for writes that stall. Stream handlers run as tasks of their own.
+
+The core is given ``time.monotonic()``, not ``loop.time()``: uvloop's clock counts whole
+milliseconds, too coarse for the round-trip times of a local network (PROTOCOL.md §6.5).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from time import monotonic
 from typing import Protocol
 
 from protocol import events as ev
@@ -224,7 +228,6 @@ class TunnelSession:
 
     async def _read_loop(self) -> None:
         conn = self.conn
-        loop = self._loop
         try:
             while not conn.closed:
                 message = await self.transport.recv()
@@ -234,7 +237,7 @@ class TunnelSession:
                     self._finish(ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "text message"))
                     break
                 self._bytes_received += len(message)
-                self._dispatch(conn.receive_data(message, loop.time()))
+                self._dispatch(conn.receive_data(message, monotonic()))
                 if conn.wants_write:
                     self._wake_writer()
         except asyncio.CancelledError:
@@ -244,13 +247,12 @@ class TunnelSession:
 
     async def _write_loop(self) -> None:
         conn = self.conn
-        loop = self._loop
         try:
             while True:
                 await self._send_wakeup.wait()
                 self._send_wakeup.clear()
                 while message := conn.data_to_send():
-                    self._send_started = loop.time()
+                    self._send_started = monotonic()
                     await self.transport.send(message)
                     self._send_started = None
                     self._bytes_sent += len(message)
@@ -271,15 +273,14 @@ class TunnelSession:
 
     async def _keepalive_loop(self) -> None:
         conn = self.conn
-        loop = self._loop
         while not conn.closed and not self.closed:
             deadline = conn.next_deadline()
-            now = loop.time()
+            now = monotonic()
             wake = now + 1.0 if deadline is None else min(deadline, now + 1.0)
             if self._send_started is not None:
                 wake = min(wake, self._send_started + self.write_timeout)
             await asyncio.sleep(max(0.0, wake - now))
-            now = loop.time()
+            now = monotonic()
             if self._send_started is not None and now - self._send_started >= self.write_timeout:
                 # A write that does not complete means the peer or the path is gone even if
                 # nothing else says so (PROTOCOL.md §7): do not wait for the pong timeout.

@@ -33,19 +33,23 @@ class Pair:
         client_versions: tuple[int, ...] = (1,),
         server_versions: tuple[int, ...] = (1,),
         handshake: bool = True,
+        tuning: bool = False,
     ) -> None:
+        # time stands still here, so every grant would look fast: window tuning (§6.5) is off
+        # unless a test asks for it
+        budget = {} if tuning else {"window_growth_budget": 0}
         self.now = 0.0
         self.client = Side(
             TunnelConnection(
                 ConnectionConfig(
-                    Role.CLIENT, client_settings or Settings(), versions=client_versions
+                    Role.CLIENT, client_settings or Settings(), versions=client_versions, **budget
                 )
             )
         )
         self.server = Side(
             TunnelConnection(
                 ConnectionConfig(
-                    Role.SERVER, server_settings or Settings(), versions=server_versions
+                    Role.SERVER, server_settings or Settings(), versions=server_versions, **budget
                 )
             )
         )

@@ -114,6 +114,9 @@ class FlowControlMachine(RuleBasedStateMachine):
 
     STREAM_WINDOW = 4 * KiB
     SESSION_WINDOW = 10 * KiB
+    #: with window tuning (§6.5) a stream's window may grow up to this
+    MAX_STREAM_WINDOW = 4 * KiB
+    TUNING = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,7 +125,7 @@ class FlowControlMachine(RuleBasedStateMachine):
             session_window=self.SESSION_WINDOW,
             max_frame_size=1 * KiB,
         )
-        self.pair = Pair(settings, settings)
+        self.pair = Pair(settings, settings, tuning=self.TUNING)
         self.sides = {"c": self.pair.client, "s": self.pair.server}
         self.streams: list[int] = []
         self.sent: dict[tuple[str, int], int] = {}  # (sender, stream) -> payload bytes sent
@@ -206,7 +209,7 @@ class FlowControlMachine(RuleBasedStateMachine):
             conn = side.conn
             assert 0 <= conn.session_send_window <= self.SESSION_WINDOW
             for sid, stream in conn._streams.items():
-                assert 0 <= stream.send.available <= self.STREAM_WINDOW
+                assert 0 <= stream.send.available <= self.MAX_STREAM_WINDOW
                 recv = stream.recv
                 assert recv.remaining + recv.unacknowledged + recv.ungranted == recv.size
                 assert recv.remaining >= 0
@@ -224,3 +227,14 @@ class FlowControlMachine(RuleBasedStateMachine):
 
 TestFlowControlMachine = FlowControlMachine.TestCase
 TestFlowControlMachine.settings = settings(max_examples=300, stateful_step_count=60)
+
+
+class TunedFlowControlMachine(FlowControlMachine):
+    """The same sequences with window tuning on: growth keeps every invariant."""
+
+    TUNING = True
+    MAX_STREAM_WINDOW = 16 * 1024 * 1024
+
+
+TestTunedFlowControlMachine = TunedFlowControlMachine.TestCase
+TestTunedFlowControlMachine.settings = settings(max_examples=200, stateful_step_count=60)

@@ -34,6 +34,18 @@ def test_fast_grants_double_the_window_up_to_the_cap() -> None:
     assert tuner.budget == 10 * MiB
 
 
+def test_a_round_trip_below_a_millisecond_counts_as_one() -> None:
+    tuner = WindowTuner(base_size=64 * KiB, max_size=1 * MiB, budget=10 * MiB)
+    tuner.rtt = 0.0  # a coarse clock: the PONG came back "at once"
+    window = ReceiveWindow(64 * KiB, now=0.0)
+    window.receive(64 * KiB, 1)
+    window.acknowledge(64 * KiB, 0.0005, tuner)
+    assert window.size == 128 * KiB, "grants 0.5 ms apart are fast"
+    window.receive(window.remaining, 1)
+    window.acknowledge(window.unacknowledged, 0.0030, tuner)
+    assert window.size == 128 * KiB, "grants 2.5 ms apart are not"
+
+
 def test_slow_grants_and_unknown_rtt_leave_the_window_alone() -> None:
     tuner = WindowTuner(base_size=64 * KiB, max_size=1 * MiB, budget=10 * MiB)
     window = ReceiveWindow(64 * KiB)
@@ -58,7 +70,7 @@ def test_growth_stops_at_the_session_budget() -> None:
 
 def test_a_bulk_stream_grows_while_stalled_streams_stay_at_their_base() -> None:
     settings = Settings(stream_window=64 * KiB, session_window=64 * MiB)
-    pair = Pair(settings, settings)
+    pair = Pair(settings, settings, tuning=True)
     bulk = pair.client.conn.open_stream()
     stalled = [pair.client.conn.open_stream() for _ in range(5)]
     pair.pump()
