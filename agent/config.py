@@ -50,6 +50,9 @@ class AgentConfig:
     #: streams the hub may have open on one session, and waiting to be accepted
     max_streams: int = 4096
     max_pending_opens: int = 1024
+    #: bytes of receive-window growth all streams of a session may share (PROTOCOL.md §6.5);
+    #: 0 turns window tuning off
+    window_growth_budget: int = 256 * 1024 * 1024
     ca_bundle: str | None = None
     maas_api_endpoint: str | None = None
     maas_api_key: str | None = field(default=None, repr=False)

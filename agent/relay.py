@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.exceptions import ConfigError
-from protocol.aio.splice import splice
+from protocol.aio.splice import SocketRelay, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 
@@ -99,9 +99,12 @@ class Relay:
                 f"{host}:{port} is not on this gateway's relay allowlist",
             )
             return
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                transport, joined = await loop.create_connection(
+                    lambda: SocketRelay(stream), host, port
+                )
         except (OSError, TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             log.warning("relay connect failed destination=%s:%d reason=%s", host, port, reason)
@@ -110,6 +113,6 @@ class Relay:
         stream.accept()
         self.active += 1
         try:
-            await splice(stream, reader, writer)
+            await relay(stream, transport, joined)
         finally:
             self.active -= 1

@@ -227,6 +227,7 @@ class TunnelClient:
                 },
                 ping_interval=self.ping_interval,
                 ping_timeout=config.ping_timeout,
+                window_growth_budget=config.window_growth_budget,
             ),
             stream_handler=self.stream_handler,
             rpc_server=RpcServer(self.rpc_handler) if self.rpc_handler else None,

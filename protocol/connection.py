@@ -85,7 +85,7 @@ class ConnectionConfig:
     #: receive-window auto-tuning (§6.5): how far one stream's window may grow, and how many
     #: bytes of growth all streams of the session may share; 0 turns tuning off
     max_stream_window: int = 16 * 1024 * 1024
-    window_growth_budget: int = 64 * 1024 * 1024
+    window_growth_budget: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.versions:

@@ -1,42 +1,140 @@
-"""Copy bytes between a tunnel stream and a TCP connection, both ways, with half-close."""
+"""Join a TCP connection and a tunnel stream, both ways, with half-close.
+
+:class:`SocketRelay` is the TCP connection's asyncio protocol and the stream's consumer at
+once: bytes from the socket go straight into the tunnel (``try_write``) and bytes from the
+tunnel straight into the socket's transport, with no task and no buffer in between. Each
+direction has its own backpressure: when the stream has no credit the socket stops being read
+(``pause_reading``); when the socket's send buffer is full the tunnel's credit is held back
+(``consumed`` waits for ``resume_writing``), so the peer stops sending on this stream only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.exceptions import ConnectionClosed, StreamResetError
 
-CHUNK = 256 * 1024
+
+class SocketRelay(asyncio.Protocol):
+    def __init__(self, stream: TunnelStream) -> None:
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        #: resolved when both directions are over (or one failed) and the socket is closed
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending: memoryview | None = None  # socket bytes waiting for stream credit
+        self._socket_eof = False  # the TCP peer sends no more
+        self._tunnel_eof = False  # the tunnel peer sends no more
+        self._socket_gone = False
+        self._write_paused = False
+        self._unacknowledged = 0
+
+    # ------------------------------------------------------------------ socket side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
+        self.stream.attach(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._send(memoryview(data))
+
+    def eof_received(self) -> bool:
+        self._socket_eof = True
+        if self._pending is None:
+            self._end_upstream()
+        return True  # keep the socket open: the other direction may still be sending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._socket_gone = True
+        if exc is not None and not self.done.done():
+            self.stream.reset(ErrorCode.CONNECT_FAILED, "connection lost")
+        if exc is not None or self._tunnel_eof:
+            self._resolve()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        n, self._unacknowledged = self._unacknowledged, 0
+        self.stream.consumed(n)
+
+    # ------------------------------------------------------------------ tunnel side
+
+    def stream_data(self, data: bytes) -> None:
+        if self._socket_gone or self.transport is None:
+            self.stream.consumed(len(data))  # nowhere to deliver: do not hold the peer up
+            return
+        self.transport.write(data)
+        if self._write_paused:
+            self._unacknowledged += len(data)
+        else:
+            self.stream.consumed(len(data))
+
+    def stream_eof(self) -> None:
+        self._tunnel_eof = True
+        transport = self.transport
+        if self._socket_gone or transport is None:
+            self._resolve()
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._maybe_close()
+
+    def stream_failed(self, error: BaseException) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._resolve()
+
+    # ------------------------------------------------------------------ internals
+
+    def _send(self, view: memoryview) -> None:
+        try:
+            n = self.stream.try_write(view)
+        except (StreamResetError, ConnectionClosed, ConnectionResetError):
+            if self.transport is not None:
+                self.transport.abort()
+            self._resolve()
+            return
+        if n < len(view):
+            self._pending = view[n:]
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.stream.when_writable(self._resume)
+
+    def _resume(self) -> None:
+        view, self._pending = self._pending, None
+        if view is not None:
+            self._send(view)
+        if self._pending is None and self.transport is not None and not self.done.done():
+            if self._socket_eof:
+                self._end_upstream()
+            else:
+                self.transport.resume_reading()
+
+    def _end_upstream(self) -> None:
+        with contextlib.suppress(StreamResetError, ConnectionClosed):
+            self.stream.finish()
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self._socket_eof and self._tunnel_eof and self._pending is None:
+            if self.transport is not None:
+                self.transport.close()  # flushes what is buffered, then connection_lost
+
+    def _resolve(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
-async def splice(
-    stream: TunnelStream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Run until both directions ended; a failure on either side aborts the other."""
-
-    async def socket_to_tunnel() -> None:
-        while data := await reader.read(CHUNK):
-            await stream.write(data)
-        await stream.close()
-
-    async def tunnel_to_socket() -> None:
-        while data := await stream.read():
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-
+async def relay(stream: TunnelStream, transport: asyncio.Transport, relay: SocketRelay) -> None:
+    """Wait until ``relay`` is over; if the waiting is cancelled, drop the socket."""
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(socket_to_tunnel())
-            group.create_task(tunnel_to_socket())
-    except* (StreamResetError, ConnectionClosed):
-        writer.transport.abort()
-    except* OSError:
-        stream.reset(ErrorCode.CONNECT_FAILED, "connection lost")
+        await asyncio.shield(relay.done)
     finally:
-        with contextlib.suppress(Exception):
-            writer.close()
+        if not relay.done.done():
+            transport.abort()

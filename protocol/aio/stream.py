@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from protocol.codes import ErrorCode
 from protocol.exceptions import StreamResetError
@@ -16,11 +16,27 @@ if TYPE_CHECKING:
     from protocol.aio.session import TunnelSession
 
 
+class StreamConsumer(Protocol):
+    """Takes a stream's data as it arrives, instead of ``read`` (see :meth:`TunnelStream.attach`).
+
+    It must call :meth:`TunnelStream.consumed` once it has handed bytes on, so that the peer
+    gets its credit back; holding that call back is its backpressure.
+    """
+
+    def stream_data(self, data: bytes) -> None: ...
+
+    def stream_eof(self) -> None: ...
+
+    def stream_failed(self, error: BaseException) -> None: ...
+
+
 class TunnelStream:
     """A bidirectional byte stream inside a :class:`~protocol.aio.session.TunnelSession`.
 
     ``write`` waits while the peer's window is full; ``read`` gives the peer credit back as
     the application consumes bytes, so a reader that stops reading stalls only its stream.
+    A relay can instead :meth:`attach` a consumer and write with :meth:`try_write`: no task
+    and no buffer between the tunnel and a socket.
     """
 
     __slots__ = (
@@ -35,6 +51,8 @@ class TunnelStream:
         "_writable",
         "_accepted",
         "_local_closed",
+        "_consumer",
+        "_on_writable",
         "on_reset",
     )
 
@@ -57,6 +75,8 @@ class TunnelStream:
         self._writable: asyncio.Future[None] | None = None
         self._accepted: asyncio.Future[None] | bool = accepted
         self._local_closed = False
+        self._consumer: StreamConsumer | None = None
+        self._on_writable: Callable[[], None] | None = None
         #: called (once) when the stream is reset or its session ends
         self.on_reset: Callable[[BaseException], None] | None = None
 
@@ -139,10 +159,52 @@ class TunnelStream:
 
     async def close(self) -> None:
         """Half-close: no more data from this side. Reading goes on until the peer closes."""
+        self.finish()
+
+    def finish(self) -> None:
+        """:meth:`close` without awaiting (it never needs to wait)."""
         if self._local_closed or self._error is not None:
             return
         self._local_closed = True
         self.session._close_stream(self)
+
+    # ------------------------------------------------------------------ consumer mode
+
+    def attach(self, consumer: StreamConsumer) -> None:
+        """Hand every byte that arrives, and the end of the stream, to ``consumer`` (what
+        arrived before is handed over at once)."""
+        self._consumer = consumer
+        if self._buffer:
+            pending = list(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            for data in pending:
+                consumer.stream_data(data)
+        if self._error is not None:
+            consumer.stream_failed(self._error)
+        elif self._eof:
+            consumer.stream_eof()
+
+    def consumed(self, n: int) -> None:
+        """The consumer handed ``n`` bytes on: the peer may send that many more."""
+        if n:
+            self.session._acknowledge(self.stream_id, n)
+
+    def try_write(self, data: bytes | memoryview) -> int:
+        """Send what the windows allow of ``data`` now; returns how many bytes were taken.
+        When fewer than all, :meth:`when_writable` says when to try again."""
+        self._raise_if_failed()
+        if self._local_closed:
+            raise ConnectionResetError(f"stream {self.stream_id} is closed for writing")
+        n = self.session.conn.send_data(self.stream_id, data)
+        if n:
+            self.session._wake_writer()
+        return n
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the peer gives this stream more credit."""
+        self._on_writable = callback
+        self.session._blocked_writers.add(self)
 
     def reset(self, code: ErrorCode = ErrorCode.CANCEL, message: str = "") -> None:
         """Abort the stream in both directions."""
@@ -167,6 +229,9 @@ class TunnelStream:
         return b"".join(parts)
 
     def _feed(self, data: bytes) -> None:
+        if self._consumer is not None:
+            self._consumer.stream_data(data)
+            return
         if self._buffer is None:
             self._buffer = deque()
         self._buffer.append(data)
@@ -176,6 +241,9 @@ class TunnelStream:
 
     def _feed_eof(self) -> None:
         self._eof = True
+        if self._consumer is not None:
+            self._consumer.stream_eof()
+            return
         if self._readable is not None and not self._readable.done():
             self._readable.set_result(None)
 
@@ -187,6 +255,10 @@ class TunnelStream:
     def _notify_writable(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+        if self._on_writable is not None and self.session.conn.sendable(self.stream_id):
+            callback, self._on_writable = self._on_writable, None
+            self.session._blocked_writers.discard(self)
+            callback()
 
     def _fail(self, error: BaseException) -> None:
         if self._error is not None:
@@ -199,6 +271,9 @@ class TunnelStream:
         if self.on_reset is not None:
             callback, self.on_reset = self.on_reset, None
             callback(error)
+        self._on_writable = None
+        if self._consumer is not None:
+            self._consumer.stream_failed(error)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

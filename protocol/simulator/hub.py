@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -33,7 +33,7 @@ from protocol.aio.aiohttp_transport import AiohttpTransport
 from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
-from protocol.aio.splice import splice
+from protocol.aio.splice import SocketRelay, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
@@ -65,6 +65,8 @@ class HubConfig:
     write_timeout: float = 20.0
     #: how long a caller's stream may wait for the agent's ACCEPT before another session is tried
     open_timeout: float = 10.0
+    #: receive-window growth shared by one session's streams (PROTOCOL.md §6.5); 0: off
+    window_growth_budget: int = 256 * 1024 * 1024
     #: debug endpoints (raw bytes onto a session, GOAWAY) for tests; off unless asked
     debug_endpoints: bool = False
 
@@ -138,6 +140,7 @@ class Hub:
                 info={"hub": "pcg-sim"},
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_timeout,
+                window_growth_budget=self.config.window_growth_budget,
             ),
             rpc_server=RpcServer(self.rpc_handler) if self.rpc_handler else None,
             write_timeout=self.config.write_timeout,
@@ -288,7 +291,10 @@ class Hub:
     # ------------------------------------------------------------------ CONNECT listener
 
     async def start_connect_listener(self, host: str, port: int) -> tuple[str, int]:
-        self.connect_server = await asyncio.start_server(self._connect_client, host, port)
+        loop = asyncio.get_running_loop()
+        self.connect_server = await loop.create_server(
+            lambda: ConnectRequest(self), host, port, backlog=1024
+        )
         address = self.connect_server.sockets[0].getsockname()
         return address[0], address[1]
 
@@ -319,24 +325,17 @@ class Hub:
                         f"{self.config.open_timeout}s on any of its sessions"
                     ) from None
 
-    async def _connect_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            async with asyncio.timeout(10):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            writer.close()
-            return
+    async def connect(self, request: ConnectRequest, head: bytes) -> None:
+        """Answer one CONNECT: open the stream, then hand the socket to a relay."""
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split()
         if len(parts) != 3 or parts[0] != "CONNECT":
-            await _reply(writer, 405, "only CONNECT host:port is served here")
+            request.reply(405, "only CONNECT host:port is served here")
             return
         host, _, port_text = parts[1].rpartition(":")
         host = host.strip("[]")
         if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            await _reply(writer, 400, f"bad CONNECT target {parts[1]!r}: use host:port")
+            request.reply(400, f"bad CONNECT target {parts[1]!r}: use host:port")
             return
         headers = {}
         for line in lines[1:]:
@@ -345,18 +344,87 @@ class Hub:
         try:
             stream = await self._open_accepted(_gateway_of(headers), host, int(port_text))
         except GatewayUnavailable as exc:
-            await _reply(writer, 503, str(exc))
+            request.reply(503, str(exc))
             return
         except StreamResetError as exc:
             status = 403 if exc.code is ErrorCode.DESTINATION_NOT_ALLOWED else 502
-            await _reply(writer, status, f"{exc.code.name}: {exc.reason}")
+            request.reply(status, f"{exc.code.name}: {exc.reason}")
             return
         except (ConnectionClosed, LocalProtocolError) as exc:
             # a closed session, or the agent's limit of concurrent streams: try again later
-            await _reply(writer, 503, str(exc))
+            request.reply(503, str(exc))
             return
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await splice(stream, reader, writer)
+        joined = request.established(stream)
+        if joined is not None and joined.transport is not None:
+            await relay(stream, joined.transport, joined)
+
+
+class ConnectRequest(asyncio.Protocol):
+    """One caller's connection to the CONNECT listener: reads the request head, asks the hub
+    for a stream, then gives its transport to a :class:`SocketRelay`."""
+
+    MAX_HEAD = 16 * 1024
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.transport: asyncio.Transport | None = None
+        self.received = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
+        self.timer = asyncio.get_running_loop().call_later(10, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        end = self.received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.received) > self.MAX_HEAD:
+                self.reply(400, "request head too long")
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()
+        if self.timer is not None:
+            self.timer.cancel()
+        head = bytes(self.received[:end])
+        del self.received[: end + 4]
+        self.task = asyncio.get_running_loop().create_task(self.hub.connect(self, head))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def reply(self, status: int, message: str) -> None:
+        reason = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed"}.get(
+            status, "Service Unavailable" if status == 503 else "Bad Gateway"
+        )
+        body = (message + "\n").encode()
+        assert self.transport is not None
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
+
+    def established(self, stream: TunnelStream) -> SocketRelay | None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            stream.reset(ErrorCode.CANCEL, "the caller went away")
+            return None
+        transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        joined = SocketRelay(stream)
+        transport.set_protocol(joined)
+        joined.connection_made(transport)
+        if self.received:  # bytes the caller sent right behind its CONNECT head
+            joined.data_received(bytes(self.received))
+            self.received.clear()
+        transport.resume_reading()
+        return joined
 
 
 def _gateway_of(headers: Mapping[str, str]) -> str | None:
@@ -370,22 +438,6 @@ def _gateway_of(headers: Mapping[str, str]) -> str | None:
             return None
         return user or None
     return None
-
-
-async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reason = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed"}.get(
-        status, "Service Unavailable" if status == 503 else "Bad Gateway"
-    )
-    body = (message + "\n").encode()
-    writer.write(
-        f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
-        f"Connection: close\r\n\r\n".encode()
-        + body
-    )
-    try:
-        await writer.drain()
-    finally:
-        writer.close()
 
 
 _STATUS = {
@@ -451,6 +503,12 @@ def register(subparsers: Any) -> None:
         "--max-streams", type=int, default=4096, help="streams an agent may open per session"
     )
     parser.add_argument("--max-pending-opens", type=int, default=1024)
+    parser.add_argument(
+        "--window-growth-budget",
+        type=int,
+        default=256 * 1024 * 1024,
+        help="bytes of window growth per session (0: no window tuning)",
+    )
     parser.add_argument("--debug-endpoints", action="store_true", help="enable test endpoints")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.set_defaults(func=_main)
@@ -496,6 +554,7 @@ def _main(args: Any) -> int:
         raise SystemExit(str(exc)) from None
     config = HubConfig(
         settings=settings,
+        window_growth_budget=args.window_growth_budget,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         debug_endpoints=args.debug_endpoints,

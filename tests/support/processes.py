@@ -45,8 +45,10 @@ class HubProcess:
         ping_timeout: float = 2.0,
         port: int | None = None,
         connect_port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
+        self.extra_args = extra_args
         self.port = port or free_port()
         self.connect_port = connect_port or free_port()
         self.tokens_file = workdir / "hub-tokens.yaml"
@@ -77,6 +79,7 @@ class HubProcess:
             "--tokens-file", str(self.tokens_file), "--debug-endpoints",
             "--ping-interval", str(self.ping[0]), "--ping-timeout", str(self.ping[1]),
         ]  # fmt: skip
+        args += list(self.extra_args)
         if self.tls:
             args += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
         else:

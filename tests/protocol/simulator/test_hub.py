@@ -82,11 +82,15 @@ async def test_a_session_that_never_accepts_is_passed_over(hub: tuple[Hub, str])
         await asyncio.sleep(3600)  # a wedged path: never ACCEPTs, never resets
 
     async def relay(stream: TunnelStream) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", origin.port)
-        stream.accept()
-        from protocol.aio.splice import splice
+        from protocol.aio.splice import SocketRelay
+        from protocol.aio.splice import relay as join
 
-        await splice(stream, reader, writer)
+        loop = asyncio.get_running_loop()
+        transport, joined = await loop.create_connection(
+            lambda: SocketRelay(stream), "127.0.0.1", origin.port
+        )
+        stream.accept()
+        await join(stream, transport, joined)
 
     wedged = await agent_session(url, "a", silent)
     healthy = await agent_session(url, "b", relay)
