@@ -1,5 +1,5 @@
-"""A throwaway CA and a server certificate for 127.0.0.1, for ``make demo``: the installer
-only talks https to Palette, and verifies it, so the demo's Palette gets a CA of its own."""
+"""A throwaway CA and a server certificate, for ``make demo`` (the installer only talks https to
+Palette, and verifies it, so the demo's Palette gets a CA of its own) and for the tests."""
 
 from __future__ import annotations
 
@@ -18,8 +18,17 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def make_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """Write ca.pem, server.pem and server.key (0600) for 127.0.0.1/localhost; one day."""
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def make_pki(
+    directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> tuple[Path, Path, Path]:
+    """Write ca.pem, server.pem and server.key (0600) for ``hosts``; valid for one day."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -40,16 +49,14 @@ def make_pki(directory: Path) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(_name(hosts[0]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([_general_name(host) for host in hosts]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
