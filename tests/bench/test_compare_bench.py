@@ -4,52 +4,22 @@ met)."""
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "compare.py"
+from .support import assert_finite, assert_positive, parse, run_quick
+
 #: bench/compare.py exits with this when sshd or ssh is missing, saying why on stderr
 EXIT_NO_OPENSSH = 77
 PATHS = ("direct", "tunnel", "ssh")
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "mean_ms", "requests_per_s"}
 
 
-def assert_positive(row: dict[str, Any], keys: set[str] | tuple[str, ...]) -> None:
-    missing = set(keys) - row.keys()
-    assert not missing, f"missing keys {sorted(missing)} in {row}"
-    for key in keys:
-        value = row[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert math.isfinite(value) and value > 0, (key, value)
-
-
-def assert_finite(value: Any) -> None:
-    assert isinstance(value, int | float) and not isinstance(value, bool), value
-    assert math.isfinite(value), value
-
-
 @pytest.mark.timeout(90)
 def test_quick_run_reports_every_figure() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )
+    completed = run_quick("compare.py", timeout=80)
     if completed.returncode == EXIT_NO_OPENSSH:
         pytest.skip(completed.stderr.strip() or "OpenSSH (sshd, ssh) is not usable here")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout)  # exactly one JSON object, nothing else
-    assert isinstance(result, dict)
+    result = parse(completed)
 
     assert result["benchmark"] == "compare"
     assert result["mode"] == "quick"

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "protocol_core.py"
+from .support import assert_positive, parse, run_quick
 
 BULK_KEYS = {
     "frame_size",
@@ -38,32 +31,8 @@ IDLE_KEYS = {
 }
 
 
-def run_quick() -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    result = json.loads(completed.stdout)  # exactly one JSON object, nothing else
-    assert isinstance(result, dict)
-    return result
-
-
-def assert_positive(row: dict[str, Any], keys: set[str]) -> None:
-    missing = keys - row.keys()
-    assert not missing, f"missing keys {sorted(missing)} in {row}"
-    for key in keys:
-        value = row[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert value > 0, (key, value)
-
-
 def test_quick_run_reports_every_figure() -> None:
-    result = run_quick()
+    result = parse(run_quick("protocol_core.py", timeout=120))
 
     assert result["mode"] == "quick"
     sizes = [row["frame_size"] for row in result["bulk"]]

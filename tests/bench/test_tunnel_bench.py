@@ -3,17 +3,11 @@ end to end with a real hub and agent, not that the targets are met)."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "tunnel.py"
+from .support import assert_finite, assert_positive, parse, run_quick
 
 BULK_KEYS = {
     "tunnel_mb_per_s",
@@ -23,38 +17,9 @@ BULK_KEYS = {
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "mean_ms"}
 
 
-def run_quick() -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=55,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout)  # exactly one JSON object, nothing else
-    assert isinstance(result, dict)
-    return result
-
-
-def assert_positive(row: dict[str, Any], keys: set[str]) -> None:
-    missing = keys - row.keys()
-    assert not missing, f"missing keys {sorted(missing)} in {row}"
-    for key in keys:
-        value = row[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert math.isfinite(value) and value > 0, (key, value)
-
-
-def assert_finite(value: Any) -> None:
-    assert isinstance(value, int | float) and not isinstance(value, bool), value
-    assert math.isfinite(value), value
-
-
 @pytest.mark.timeout(60)
 def test_quick_run_reports_every_figure() -> None:
-    result = run_quick()
+    result = parse(run_quick("tunnel.py", timeout=55))
 
     assert result["benchmark"] == "tunnel"
     assert result["mode"] == "quick"
