@@ -808,3 +808,95 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring loops shared by bench/tunnel.py and bench/compare.py
+
+
+async def time_transfer(
+    addr: tuple[str, int], head: bytes | None, direction: str, n: int, timeout: float
+) -> float:
+    transport, client = await open_client(BulkClient, addr, head)
+    try:
+        start = time.perf_counter()
+        async with asyncio.timeout(timeout):
+            if direction == "download":
+                await client.download(n)
+            else:
+                await client.upload(n)
+        return time.perf_counter() - start
+    finally:
+        transport.close()
+
+
+async def keepalive_latencies(
+    addr: tuple[str, int],
+    head: bytes | None,
+    conns: int,
+    per_conn: int,
+    warmup: int,
+    seconds: float,
+) -> tuple[list[int], float]:
+    """``conns`` keep-alive connections each making ``per_conn`` requests one after the other;
+    returns every request's latency (ns) and the wall time of the whole batch."""
+    opened = await asyncio.gather(
+        *(open_client(RequestClient, addr, head) for _ in range(conns)), return_exceptions=True
+    )
+    clients = [c for c in opened if not isinstance(c, BaseException)]
+    try:
+        if len(clients) != conns:
+            errors = [c for c in opened if isinstance(c, BaseException)]
+            raise BenchError(f"{conns - len(clients)} of {conns} connections failed: {errors[0]}")
+        samples: list[int] = []
+        clock = time.perf_counter_ns
+        async with asyncio.timeout(seconds + 30):
+            for _ in range(max(1, warmup // conns)):
+                await asyncio.gather(*(client.request() for _, client in clients))
+            deadline = time.perf_counter() + seconds
+
+            async def worker(client: RequestClient) -> None:
+                for _ in range(per_conn):
+                    if time.perf_counter() > deadline:
+                        return
+                    start = clock()
+                    await client.request()
+                    samples.append(clock() - start)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(client) for _, client in clients))
+            wall = time.perf_counter() - start
+        return samples, wall
+    finally:
+        for transport, _ in clients:
+            transport.close()
+
+
+async def fresh_latencies(
+    addr: tuple[str, int], head: bytes | None, workers: int, per_worker: int, seconds: float
+) -> tuple[list[int], float]:
+    """``workers`` loops each opening a new connection (CONNECT stream) per request."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            if time.perf_counter() > deadline:
+                return
+            start = clock()
+            transport, client = await open_client(RequestClient, addr, head)
+            try:
+                await client.request()
+            finally:
+                transport.close()
+            samples.append(clock() - start)
+
+    start = time.perf_counter()
+    async with asyncio.timeout(seconds + 30):
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    return samples, time.perf_counter() - start

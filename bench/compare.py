@@ -47,7 +47,6 @@ if BENCH_DIR not in sys.path:  # imported as a module (not run as a script)
     sys.path.insert(0, BENCH_DIR)
 
 import _tunnel_support as support  # noqa: E402
-import tunnel as tunnel_bench  # noqa: E402  (its measuring loops, reused as they are)
 from _ssh_support import OpenSsh, SshReverseForward, find_openssh  # noqa: E402
 from _tunnel_support import HOST, Tunnel, start_origin, summarize_ms  # noqa: E402
 
@@ -90,11 +89,7 @@ QUICK = Profile("quick", 16 * MiB, 1, 2, 200, 5, 10, 1, 50, 2.0)
 EXIT_NO_OPENSSH = 77
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-class NoOpenSsh(BenchError):
+class NoOpenSsh(support.BenchError):
     pass
 
 
@@ -127,7 +122,7 @@ async def bench_bulk(profile: Profile, paths: dict[str, Route]) -> dict[str, Any
     timeout = max(60.0, n / 10e6)  # >= 10 MB/s or it is broken
     for path in paths.values():  # warm up every path once (small)
         for direction in ("download", "upload"):
-            await tunnel_bench._transfer(path.addr, path.head, direction, 4 * MiB, timeout)
+            await support.time_transfer(path.addr, path.head, direction, 4 * MiB, timeout)
     mbps: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     for round_index in range(profile.bulk_rounds):
@@ -135,7 +130,7 @@ async def bench_bulk(profile: Profile, paths: dict[str, Route]) -> dict[str, Any
             for name in _rotated(round_index):
                 path = paths[name]
                 cpu0 = path.relay_cpu() if path.relay_cpu else 0.0
-                seconds = await tunnel_bench._transfer(path.addr, path.head, direction, n, timeout)
+                seconds = await support.time_transfer(path.addr, path.head, direction, n, timeout)
                 cpu1 = path.relay_cpu() if path.relay_cpu else 0.0
                 mbps.setdefault((direction, name), []).append(n / seconds / 1e6)
                 cpu.setdefault((direction, name), []).append((cpu1 - cpu0) / (n / 1e9))
@@ -164,7 +159,7 @@ async def bench_latency(profile: Profile, paths: dict[str, Route]) -> dict[str, 
     seconds = profile.step_seconds
     Measure = Callable[[Addr, bytes | None, int], Coroutine[Any, Any, tuple[list[int], float]]]
     modes: dict[str, Measure] = {
-        "keepalive": lambda addr, head, c: tunnel_bench._keepalive(
+        "keepalive": lambda addr, head, c: support.keepalive_latencies(
             addr,
             head,
             c,
@@ -172,7 +167,7 @@ async def bench_latency(profile: Profile, paths: dict[str, Route]) -> dict[str, 
             profile.warmup_requests,
             seconds,
         ),
-        "new_connection": lambda addr, head, c: tunnel_bench._fresh(
+        "new_connection": lambda addr, head, c: support.fresh_latencies(
             addr,
             head,
             c,
@@ -193,7 +188,7 @@ async def bench_latency(profile: Profile, paths: dict[str, Route]) -> dict[str, 
                     got, wall = await measure(path.addr, path.head, concurrency)
                     cpu1 = path.relay_cpu() if path.relay_cpu else 0.0
                     if not got:
-                        raise BenchError(f"no {mode} request completed on the {name} path")
+                        raise support.BenchError(f"no {mode} request completed on the {name} path")
                     key = (mode, concurrency, name)
                     samples.setdefault(key, []).extend(got)
                     rates.setdefault(key, []).append(len(got) / wall)
@@ -495,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BenchError as exc:
+    except support.BenchError as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return EXIT_NO_OPENSSH if isinstance(exc, NoOpenSsh) else 2
     finally:

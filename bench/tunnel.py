@@ -54,10 +54,11 @@ import _tunnel_support as support  # noqa: E402
 from _tunnel_support import (  # noqa: E402
     HOST,
     SUPPORT_SCRIPT,
-    BulkClient,
+    BenchError,
     ClientProtocol,
-    RequestClient,
     Tunnel,
+    fresh_latencies,
+    keepalive_latencies,
     open_client,
     raw_socket_copy,
     read_json_line,
@@ -66,6 +67,7 @@ from _tunnel_support import (  # noqa: E402
     start_origin,
     stop_process,
     summarize_ms,
+    time_transfer,
 )
 
 from protocol.aio.loop import run as run_loop  # noqa: E402
@@ -98,28 +100,8 @@ QUICK = Profile("quick", 16 * MiB, 1, 1, 300, 10, 30, 2, 50, 1_000, 300, 5.0)
 CONCURRENCY = (1, 100)
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Bulk
-
-
-async def _transfer(
-    addr: tuple[str, int], head: bytes | None, direction: str, n: int, timeout: float
-) -> float:
-    transport, client = await open_client(BulkClient, addr, head)
-    try:
-        start = time.perf_counter()
-        async with asyncio.timeout(timeout):
-            if direction == "download":
-                await client.download(n)
-            else:
-                await client.upload(n)
-        return time.perf_counter() - start
-    finally:
-        transport.close()
 
 
 def _cpu(tunnel: Tunnel) -> tuple[float, float]:
@@ -135,8 +117,8 @@ async def bench_bulk(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict
     head = tunnel.connect_head(origin_port)
     # warm up every path once (small)
     for direction in ("download", "upload"):
-        await _transfer(origin, None, direction, 4 * MiB, timeout)
-        await _transfer(tunnel.connect_addr, head, direction, 4 * MiB, timeout)
+        await time_transfer(origin, None, direction, 4 * MiB, timeout)
+        await time_transfer(tunnel.connect_addr, head, direction, 4 * MiB, timeout)
     raw_copy: list[float] = []
     rows: dict[str, dict[str, list[float]]] = {
         d: {"direct": [], "tunnel": [], "ratio": [], "hub_cpu": [], "agent_cpu": []}
@@ -146,9 +128,9 @@ async def bench_bulk(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict
         raw_seconds = await asyncio.to_thread(raw_socket_copy, n)
         raw_copy.append(n / raw_seconds / 1e6)
         for direction, row in rows.items():
-            row["direct"].append(n / await _transfer(origin, None, direction, n, timeout) / 1e6)
+            row["direct"].append(n / await time_transfer(origin, None, direction, n, timeout) / 1e6)
             hub0, agent0 = _cpu(tunnel)
-            seconds = await _transfer(tunnel.connect_addr, head, direction, n, timeout)
+            seconds = await time_transfer(tunnel.connect_addr, head, direction, n, timeout)
             hub1, agent1 = _cpu(tunnel)
             row["tunnel"].append(n / seconds / 1e6)
             row["ratio"].append(raw_seconds / seconds)
@@ -174,74 +156,6 @@ async def bench_bulk(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict
 # 2 + 3. Latency and requests/s
 
 
-async def _keepalive(
-    addr: tuple[str, int],
-    head: bytes | None,
-    conns: int,
-    per_conn: int,
-    warmup: int,
-    seconds: float,
-) -> tuple[list[int], float]:
-    """``conns`` keep-alive connections each making ``per_conn`` requests one after the other;
-    returns every request's latency (ns) and the wall time of the whole batch."""
-    opened = await asyncio.gather(
-        *(open_client(RequestClient, addr, head) for _ in range(conns)), return_exceptions=True
-    )
-    clients = [c for c in opened if not isinstance(c, BaseException)]
-    try:
-        if len(clients) != conns:
-            errors = [c for c in opened if isinstance(c, BaseException)]
-            raise BenchError(f"{conns - len(clients)} of {conns} connections failed: {errors[0]}")
-        samples: list[int] = []
-        clock = time.perf_counter_ns
-        async with asyncio.timeout(seconds + 30):
-            for _ in range(max(1, warmup // conns)):
-                await asyncio.gather(*(client.request() for _, client in clients))
-            deadline = time.perf_counter() + seconds
-
-            async def worker(client: RequestClient) -> None:
-                for _ in range(per_conn):
-                    if time.perf_counter() > deadline:
-                        return
-                    start = clock()
-                    await client.request()
-                    samples.append(clock() - start)
-
-            start = time.perf_counter()
-            await asyncio.gather(*(worker(client) for _, client in clients))
-            wall = time.perf_counter() - start
-        return samples, wall
-    finally:
-        for transport, _ in clients:
-            transport.close()
-
-
-async def _fresh(
-    addr: tuple[str, int], head: bytes | None, workers: int, per_worker: int, seconds: float
-) -> tuple[list[int], float]:
-    """``workers`` loops each opening a new connection (CONNECT stream) per request."""
-    samples: list[int] = []
-    clock = time.perf_counter_ns
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            if time.perf_counter() > deadline:
-                return
-            start = clock()
-            transport, client = await open_client(RequestClient, addr, head)
-            try:
-                await client.request()
-            finally:
-                transport.close()
-            samples.append(clock() - start)
-
-    start = time.perf_counter()
-    async with asyncio.timeout(seconds + 30):
-        await asyncio.gather(*(worker() for _ in range(workers)))
-    return samples, time.perf_counter() - start
-
-
 async def bench_latency(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict[str, Any]:
     paths: dict[str, tuple[tuple[str, int], bytes | None]] = {
         "direct": ((HOST, origin_port), None),
@@ -249,7 +163,7 @@ async def bench_latency(profile: Profile, tunnel: Tunnel, origin_port: int) -> d
     }
     seconds = profile.step_seconds
     modes: dict[str, Callable[[tuple[str, int], bytes | None, int], Coroutine[Any, Any, Any]]] = {
-        "keepalive": lambda addr, head, c: _keepalive(
+        "keepalive": lambda addr, head, c: keepalive_latencies(
             addr,
             head,
             c,
@@ -257,7 +171,7 @@ async def bench_latency(profile: Profile, tunnel: Tunnel, origin_port: int) -> d
             profile.warmup_requests,
             seconds,
         ),
-        "new_stream": lambda addr, head, c: _fresh(
+        "new_stream": lambda addr, head, c: fresh_latencies(
             addr,
             head,
             c,
