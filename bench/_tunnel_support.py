@@ -806,10 +806,6 @@ def main(argv: list[str] | None = None) -> int:
     return _run_loop(idle_origin(), not parsed.no_uvloop)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 class BenchError(RuntimeError):
     pass
 
@@ -900,3 +896,7 @@ async def fresh_latencies(
     async with asyncio.timeout(seconds + 30):
         await asyncio.gather(*(worker() for _ in range(workers)))
     return samples, time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    sys.exit(main())
