@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from protocol.simulator.palette import PaletteSimulator
+from tests.support.net import fetch_via_connect
 from tests.support.origin import Origin
 from tests.support.processes import AgentProcess, HubProcess
 from tests.support.tls import Pki, make_pki
@@ -45,6 +46,14 @@ def hub(tmp_path: Path, token: str) -> Iterator[HubProcess]:
     yield process
     process.stop()
     assert token not in process.log_path.read_text(), "the hub logged the agent's token"
+
+
+async def relayed_ok(hub: HubProcess, origin: Origin) -> bool:
+    """One small request through the hub, the tunnel and the agent to the origin."""
+    result = await fetch_via_connect(
+        hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/small"
+    )
+    return result.status == 200 and result.body == b"ok"
 
 
 def agent_config(hub: HubProcess, token: str, origin_port: int, **extra: Any) -> dict[str, Any]:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import fetch_via_connect
 from tests.support.origin import Origin
 from tests.support.processes import AgentProcess, HubProcess, Tinyproxy
 from tests.support.tls import Pki
 
-from .conftest import GATEWAY, agent_config
+from .conftest import GATEWAY, agent_config, relayed_ok
 
 
 @pytest.fixture
@@ -29,20 +28,23 @@ def tls_hub(tmp_path: Path, token: str, pki: Pki) -> Iterator[HubProcess]:
     process.stop()
 
 
-def proxy_or_skip(tmp_path: Path, auth: tuple[str, str] | None = None) -> Tinyproxy:
-    try:
-        proxy = Tinyproxy(tmp_path, auth)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    proxy.start()
-    return proxy
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Callable[..., Tinyproxy]]:
+    """Start a real tinyproxy (optionally with basic auth); stopped after the test."""
+    started: list[Tinyproxy] = []
 
+    def start(auth: tuple[str, str] | None = None) -> Tinyproxy:
+        try:
+            proxy = Tinyproxy(tmp_path, auth)
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
+        proxy.start()
+        started.append(proxy)
+        return proxy
 
-async def relayed_ok(hub: HubProcess, origin: Origin) -> bool:
-    result = await fetch_via_connect(
-        hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/small"
-    )
-    return result.body == b"ok"
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 async def test_agent_reaches_the_hub_through_tinyproxy(
@@ -51,20 +53,17 @@ async def test_agent_reaches_the_hub_through_tinyproxy(
     origin: Origin,
     agents: Callable[..., AgentProcess],
     token: str,
-    tmp_path: Path,
+    tinyproxy: Callable[..., Tinyproxy],
 ) -> None:
-    proxy = proxy_or_skip(tmp_path)
-    try:
-        config = agent_config(
-            tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert), https_proxy=proxy.url
-        )
-        agent = agents(config)
-        await agent.wait_log("tunnel up")
-        assert f"proxy={proxy.url}" in agent.log
-        assert proxy.connects_to(tls_hub.port) == 1, proxy.log
-        assert await relayed_ok(tls_hub, origin)
-    finally:
-        proxy.stop()
+    proxy = tinyproxy()
+    config = agent_config(
+        tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert), https_proxy=proxy.url
+    )
+    agent = agents(config)
+    await agent.wait_log("tunnel up")
+    assert f"proxy={proxy.url}" in agent.log
+    assert proxy.connects_to(tls_hub.port) == 1, proxy.log
+    assert await relayed_ok(tls_hub, origin)
 
 
 async def test_no_proxy_covering_the_hub_goes_direct(
@@ -73,20 +72,17 @@ async def test_no_proxy_covering_the_hub_goes_direct(
     origin: Origin,
     agents: Callable[..., AgentProcess],
     token: str,
-    tmp_path: Path,
+    tinyproxy: Callable[..., Tinyproxy],
 ) -> None:
-    proxy = proxy_or_skip(tmp_path)
-    try:
-        config = agent_config(tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert))
-        # from the environment, as users set it; a CIDR entry covers the hub's address
-        env = {"HTTPS_PROXY": proxy.url, "NO_PROXY": "example.com,127.0.0.0/8"}
-        agent = agents(config, env)
-        await agent.wait_log("tunnel up")
-        assert "proxy=none" in agent.log
-        assert proxy.connects_to(tls_hub.port) == 0, proxy.log
-        assert await relayed_ok(tls_hub, origin)
-    finally:
-        proxy.stop()
+    proxy = tinyproxy()
+    config = agent_config(tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert))
+    # from the environment, as users set it; a CIDR entry covers the hub's address
+    env = {"HTTPS_PROXY": proxy.url, "NO_PROXY": "example.com,127.0.0.0/8"}
+    agent = agents(config, env)
+    await agent.wait_log("tunnel up")
+    assert "proxy=none" in agent.log
+    assert proxy.connects_to(tls_hub.port) == 0, proxy.log
+    assert await relayed_ok(tls_hub, origin)
 
 
 async def test_wrong_proxy_credentials_give_a_clear_error_naming_the_proxy(
@@ -95,29 +91,24 @@ async def test_wrong_proxy_credentials_give_a_clear_error_naming_the_proxy(
     origin: Origin,
     agents: Callable[..., AgentProcess],
     token: str,
-    tmp_path: Path,
+    tinyproxy: Callable[..., Tinyproxy],
 ) -> None:
-    proxy = proxy_or_skip(tmp_path, auth=("alice", "right-horse-battery"))
-    try:
-        wrong = proxy.url.replace("http://", "http://alice:wrong-password@")
-        config = agent_config(
-            tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert), https_proxy=wrong
-        )
-        agent = agents(config)
-        await agent.wait_log("hub unreachable")
-        line = next(x for x in agent.log.splitlines() if "hub unreachable" in x)
-        assert f"proxy http://alice:***@127.0.0.1:{proxy.port}" in line
-        assert "HTTP 401" in line and "password" in line
-        assert "wrong-password" not in agent.log
-        # and with the right ones it works
-        right = proxy.url.replace("http://", "http://alice:right-horse-battery@")
-        good = agents(
-            {**config, "gateway_name": GATEWAY, "https_proxy": right, "log_level": "INFO"}
-        )
-        await good.wait_log("tunnel up")
-        assert "right-horse-battery" not in good.log
-    finally:
-        proxy.stop()
+    proxy = tinyproxy(("alice", "right-horse-battery"))
+    wrong = proxy.url.replace("http://", "http://alice:wrong-password@")
+    config = agent_config(
+        tls_hub, token, origin.port, ca_bundle=str(pki.ca_cert), https_proxy=wrong
+    )
+    agent = agents(config)
+    await agent.wait_log("hub unreachable")
+    line = next(x for x in agent.log.splitlines() if "hub unreachable" in x)
+    assert f"proxy http://alice:***@127.0.0.1:{proxy.port}" in line
+    assert "HTTP 401" in line and "password" in line
+    assert "wrong-password" not in agent.log
+    # and with the right ones it works
+    right = proxy.url.replace("http://", "http://alice:right-horse-battery@")
+    good = agents({**config, "gateway_name": GATEWAY, "https_proxy": right, "log_level": "INFO"})
+    await good.wait_log("tunnel up")
+    assert "right-horse-battery" not in good.log
 
 
 async def test_wss_with_the_ca_configured_connects(

@@ -16,14 +16,7 @@ from tests.support.net import fetch_via_connect, free_port
 from tests.support.origin import Origin
 from tests.support.processes import AgentProcess, HubProcess
 
-from .conftest import GATEWAY, agent_config
-
-
-async def relayed_ok(hub: HubProcess, origin: Origin) -> bool:
-    result = await fetch_via_connect(
-        hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/small"
-    )
-    return result.status == 200 and result.body == b"ok"
+from .conftest import GATEWAY, agent_config, relayed_ok
 
 
 async def test_agent_reconnects_after_hub_restart_within_its_backoff(
