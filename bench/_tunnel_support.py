@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout that is not installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from protocol.aio.procstats import rss_bytes  # noqa: E402
 from protocol.frames import Settings  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -80,19 +81,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def rss_bytes(pid: int | None = None) -> int | None:
-    """VmRSS of ``pid`` (this process when None) from /proc, or None where there is no /proc."""
-    path = f"/proc/{'self' if pid is None else pid}/status"
-    try:
-        with open(path, encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -37,6 +37,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout that is no
     sys.path.insert(0, str(REPO_ROOT))
 
 from protocol import events as ev  # noqa: E402
+from protocol.aio.procstats import rss_bytes  # noqa: E402
 from protocol.codes import FrameType  # noqa: E402
 from protocol.connection import ConnectionConfig, Role, TunnelConnection  # noqa: E402
 from protocol.frames import FRAME_OVERHEAD, KiB, MetadataValue, MiB, Settings  # noqa: E402
@@ -357,18 +358,6 @@ def open_idle_streams(
         )
     if client.wants_write or server.wants_write:
         raise BenchError("idle streams left frames queued")
-
-
-def rss_bytes() -> int | None:
-    """VmRSS of this process from /proc/self/status, or None where there is no /proc."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _traced_now() -> int:
