@@ -77,22 +77,6 @@ def agent_config(hub: HubProcess, token: str, origin_port: int, **extra: Any) ->
 
 
 @pytest.fixture
-def agents(tmp_path: Path, token: str) -> Iterator[Callable[..., AgentProcess]]:
-    started: list[AgentProcess] = []
-
-    def start(config: dict[str, Any], env: dict[str, str] | None = None) -> AgentProcess:
-        process = AgentProcess(tmp_path, config, env)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-        assert token not in process.log, "the agent logged its token"
-
-
-@pytest.fixture
 async def palette() -> AsyncIterator[PaletteClient]:
     sim = PaletteSimulator([ADMIN], ["sso@example.com"], unhealthy_after=1.0,
                            ping_interval=0.5, ping_timeout=1.0)  # fmt: skip
@@ -105,13 +89,17 @@ async def palette() -> AsyncIterator[PaletteClient]:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+def agents(tmp_path: Path, token: str) -> Iterator[Callable[..., AgentProcess]]:
+    """Start `pcg-agent` subprocesses, each in its own folder; at the end, kill them and check
+    that no log carries a secret: the hub token, the MAAS key, an Authorization header."""
     started: list[AgentProcess] = []
 
-    def start(config: dict, workdir: Path | None = None) -> AgentProcess:
+    def start(
+        config: dict[str, Any], env: dict[str, str] | None = None, workdir: Path | None = None
+    ) -> AgentProcess:
         folder = workdir or tmp_path / f"agent{len(started)}"
         folder.mkdir(exist_ok=True)
-        process = AgentProcess(folder, config)
+        process = AgentProcess(folder, config, env)
         process.start()
         started.append(process)
         return process
@@ -120,5 +108,12 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     for process in started:
         process.kill()
         log = process.log
+        assert token not in log, "an agent logged its token"
         assert MAAS_KEY not in log and "s" * 32 not in log, "an agent logged the MAAS key"
         assert "Authorization:" not in log, "an agent logged its Authorization header"
+
+
+@pytest.fixture
+def spawn(agents: Callable[..., AgentProcess]) -> Callable[..., AgentProcess]:
+    """The same, under the name the lifecycle tests use."""
+    return agents

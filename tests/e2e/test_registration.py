@@ -108,12 +108,14 @@ async def test_agent_killed_goes_unhealthy_and_returns_with_the_same_uid(
 ) -> None:
     code = (await palette.get("/v1/overlords/pairing/code?cloudType=maas"))["pairingCode"]
     config = registering_agent_config(palette.sim, "gw-k", code, tmp_path / "state")
-    agent = spawn(config, tmp_path / "a")
+    agent = spawn(config, workdir=tmp_path / "a")
     running = await palette.wait_overlord("gw-k", "Running")
     agent.kill()  # SIGKILL: no GOAWAY, no goodbye
     await palette.wait_overlord("gw-k", "Unhealthy", timeout=10)
     # the same node restarts: it has a credential, so it needs no pairing code
-    restarted = spawn({k: v for k, v in config.items() if k != "pairing_code"}, tmp_path / "b")
+    restarted = spawn(
+        {k: v for k, v in config.items() if k != "pairing_code"}, workdir=tmp_path / "b"
+    )
     back = await palette.wait_overlord("gw-k", "Running")
     assert back["metadata"]["uid"] == running["metadata"]["uid"]
     assert len(await palette.overlords()) == 1
