@@ -22,6 +22,22 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+def add_server_options(parser: argparse.ArgumentParser, insecure_flag: str, plain: str) -> None:
+    """Where a simulator listens, its TLS files (checked by :func:`tls_files`), and the tunnel's
+    keepalive: the options the hub and the Palette simulator share."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--cert", help="PEM certificate chain for TLS")
+    parser.add_argument("--key", help="PEM private key for TLS")
+    parser.add_argument(
+        insecure_flag,
+        action="store_true",
+        help=f"serve {plain} without TLS (allowed only on a loopback address)",
+    )
+    parser.add_argument("--ping-interval", type=float, default=10.0)
+    parser.add_argument("--ping-timeout", type=float, default=10.0)
+
+
 def tls_files(
     host: str, cert: str | None, key: str | None, *, insecure: bool, insecure_flag: str
 ) -> tuple[str, str] | None:

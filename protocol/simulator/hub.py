@@ -468,6 +468,8 @@ def _error(
 
 
 def register(subparsers: Any) -> None:
+    from protocol.simulator.cli import add_server_options
+
     parser = subparsers.add_parser(
         "hub",
         help="the Palette-side tunnel hub",
@@ -477,15 +479,7 @@ def register(subparsers: Any) -> None:
             "through it. Prints one JSON line with the addresses when ready."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8443)
-    parser.add_argument("--cert", help="PEM certificate chain for wss")
-    parser.add_argument("--key", help="PEM private key for wss")
-    parser.add_argument(
-        "--insecure-ws",
-        action="store_true",
-        help="serve plain ws:// instead of wss:// (allowed only on a loopback address)",
-    )
+    add_server_options(parser, "--insecure-ws", "plain ws:// instead of wss://")
     parser.add_argument(
         "--token",
         action="append",
@@ -497,8 +491,6 @@ def register(subparsers: Any) -> None:
         "--tokens-file", help="YAML map of gateway name to token (keeps tokens off ps)"
     )
     parser.add_argument("--connect-port", type=int, default=0, help="CONNECT listener port")
-    parser.add_argument("--ping-interval", type=float, default=10.0)
-    parser.add_argument("--ping-timeout", type=float, default=10.0)
     parser.add_argument(
         "--max-streams", type=int, default=4096, help="streams an agent may open per session"
     )

@@ -14,6 +14,8 @@ from protocol.simulator.palette.server import PaletteSimulator
 
 
 def register(subparsers: Any) -> None:
+    from protocol.simulator.cli import add_server_options
+
     parser = subparsers.add_parser(
         "palette",
         help="the Palette API and tunnel hub",
@@ -23,8 +25,7 @@ def register(subparsers: Any) -> None:
             "URLs when ready."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8443)
+    add_server_options(parser, "--insecure-http", "http/ws instead of https/wss")
     parser.add_argument(
         "--user",
         action="append",
@@ -35,17 +36,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--sso-user", action="append", default=[], metavar="EMAIL", help="an SSO-only user"
     )
-    parser.add_argument("--cert", help="PEM certificate chain for https/wss")
-    parser.add_argument("--key", help="PEM private key")
-    parser.add_argument(
-        "--insecure-http",
-        action="store_true",
-        help="serve http/ws instead of https/wss (allowed only on a loopback address)",
-    )
     parser.add_argument("--state-file", help="keep gateways and clusters across restarts")
     parser.add_argument("--unhealthy-after", type=float, default=30.0)
-    parser.add_argument("--ping-interval", type=float, default=10.0)
-    parser.add_argument("--ping-timeout", type=float, default=10.0)
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_main)
 
