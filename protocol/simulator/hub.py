@@ -279,7 +279,7 @@ class Hub:
 
     async def _debug_raw(self, request: web.Request) -> web.Response:
         session = self.pick(request.match_info["name"])
-        await session.transport.send(await request.read())
+        await session.send_raw(await request.read())
         return web.json_response({"sent": True})
 
     async def _debug_goaway(self, request: web.Request) -> web.Response:

@@ -1,0 +1,322 @@
+"""The agent's websocket as callbacks: websockets' Sans-I/O client on one asyncio protocol.
+
+A :class:`WebSocketChannel` hands each message it receives to its receiver (the session) in the
+same callback that read it from the socket, and :meth:`WebSocketChannel.write` puts a message on
+the socket without awaiting. With ``websockets``' asyncio connection every message crossed two
+tasks, a reader parked in ``recv()`` and a writer in ``send()``; on a small request those hops
+cost more than the tunnel's own work (README, "Performance").
+
+What stays the library's: the opening handshake, parsing what the hub sends, answers to pings,
+and the closing handshake all come from ``websockets``' Sans-I/O ``ClientProtocol``. What is
+ours: the socket, the proxy ``CONNECT`` before it (:meth:`WebSocketChannel.proxy_connect`), write
+backpressure, which reaches the receiver as ``pause_writing``/``resume_writing`` as in
+:class:`asyncio.Protocol`, and the framing of the binary messages we send. That last one is a
+header, a masking key and the masked payload (RFC 6455 §5.2-5.3); we write it ourselves because
+the library draws every key with its own system call, which on a small request cost as much
+as half a socket write. Our keys come from ``os.urandom`` too, 1,024 keys per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import Mapping
+from typing import Protocol, cast
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build of websockets without its C extension
+    from websockets.utils import apply_mask
+
+log = logging.getLogger("pcg.tunnel")
+
+#: write buffer high-water mark: big enough that bulk transfers rarely wait on it
+WRITE_LIMIT = 1024 * 1024
+
+#: a proxy's answer to CONNECT larger than this is not an HTTP proxy's answer
+MAX_PROXY_REPLY = 64 * 1024
+
+
+_BINARY_FIN = 0x82  # FIN, no RSV bits, opcode 2
+_MASKED = 0x80
+_HEAD_7 = struct.Struct("!BB")
+_HEAD_16 = struct.Struct("!BBH")
+_HEAD_64 = struct.Struct("!BBQ")
+
+
+class MaskKeys:
+    """Fresh, unpredictable 4-byte masking keys (RFC 6455 §5.3), drawn 1,024 at a time."""
+
+    def __init__(self, batch: int = 1024) -> None:
+        self._size = 4 * batch
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(self._size), 0
+        self._at = at + 4
+        return self._pool[at : at + 4]
+
+
+def binary_frame(message: bytes, key: bytes) -> bytes:
+    """One masked, final, binary websocket frame carrying ``message``."""
+    length = len(message)
+    if length < 126:
+        head = _HEAD_7.pack(_BINARY_FIN, _MASKED | length)
+    elif length < 65536:
+        head = _HEAD_16.pack(_BINARY_FIN, _MASKED | 126, length)
+    else:
+        head = _HEAD_64.pack(_BINARY_FIN, _MASKED | 127, length)
+    return head + key + apply_mask(message, key)
+
+
+class ChannelReceiver(Protocol):
+    """What a channel calls; :class:`protocol.aio.session.TunnelSession` is one."""
+
+    def message_received(self, message: bytes | str) -> None: ...
+
+    def channel_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+
+class ProxyRefused(Exception):
+    """The proxy answered CONNECT with something other than 2xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"proxy answered HTTP {status}")
+        self.status = status
+
+
+class WebSocketChannel(asyncio.Protocol):
+    """A client websocket carrying whole binary messages; see the module docstring.
+
+    Life: ``loop.create_connection`` (to the hub or to the proxy), then optionally
+    :meth:`proxy_connect` and ``loop.start_tls`` (:meth:`use_transport`), then :meth:`handshake`,
+    then :meth:`attach` a receiver. Messages that arrive before ``attach`` wait for it.
+    """
+
+    def __init__(self, *, max_size: int = 1024 * 1024, close_timeout: float = 2.0) -> None:
+        self.max_size = max_size
+        self.close_timeout = close_timeout
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._ws: ClientProtocol | None = None
+        self._before_ws = bytearray()  # bytes read before the handshake: the proxy's reply
+        self._waiter: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._receiver: ChannelReceiver | None = None
+        self._early: list[bytes | str] = []
+        self._paused = False
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._keys = MaskKeys()
+
+    # ------------------------------------------------------------------ opening
+
+    def use_transport(self, transport: asyncio.Transport) -> None:
+        """Carry on over ``transport`` (the TLS transport ``loop.start_tls`` returned)."""
+        self.connection_made(transport)
+
+    async def proxy_connect(self, target: str, headers: Mapping[str, str]) -> None:
+        """Ask the HTTP proxy this channel is connected to for a tunnel to ``target``
+        (``host:port``); raises :class:`ProxyRefused` on a refusal."""
+        assert self.transport is not None and self._ws is None
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self._waiter = self._loop.create_future()
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await self._waiter
+        head, _, rest = bytes(self._before_ws).partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ConnectionError(f"the proxy's answer is not HTTP: {status_line[:80]!r}")
+        status = int(parts[1])
+        if not 200 <= status < 300:
+            raise ProxyRefused(status)  # its body, if any, is of no use
+        if rest:
+            raise ConnectionError("the proxy sent bytes before the tunnel carried any")
+        self._before_ws.clear()
+
+    async def handshake(self, url: str, headers: Mapping[str, str], user_agent: str) -> None:
+        """The websocket opening handshake; raises ``websockets``' ``InvalidHandshake``
+        (``InvalidStatus`` carries the refusal's status and body)."""
+        assert self.transport is not None
+        ws = ClientProtocol(parse_uri(url), max_size=self.max_size)
+        request = ws.connect()
+        for name, value in headers.items():
+            request.headers[name] = value
+        request.headers["User-Agent"] = user_agent
+        self._ws = ws
+        self._waiter = self._loop.create_future()
+        ws.send_request(request)
+        self._send_pending()
+        await self._waiter
+        if ws.handshake_exc is not None:
+            raise ws.handshake_exc
+        if ws.state is not State.OPEN:
+            raise ConnectionError("the websocket closed during its opening handshake")
+
+    def attach(self, receiver: ChannelReceiver) -> None:
+        """From now on, messages and transport events go to ``receiver``."""
+        self._receiver = receiver
+        early, self._early = self._early, []
+        for message in early:
+            receiver.message_received(message)
+        if self._paused:
+            receiver.pause_writing()
+        if self._lost.done():
+            receiver.channel_lost(None)
+
+    # ------------------------------------------------------------------ sending
+
+    def write(self, message: bytes) -> None:
+        """Send one binary message now; raises ``ConnectionError`` once the websocket closed."""
+        ws, transport = self._ws, self.transport
+        if ws is None or transport is None or ws.state is not State.OPEN:
+            raise ConnectionError("the websocket is closed")
+        if transport.is_closing():
+            raise ConnectionError("the websocket's connection is closing")
+        transport.write(binary_frame(message, self._keys.take()))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """The closing handshake, waiting at most ``close_timeout`` for the hub to finish it."""
+        ws, transport = self._ws, self.transport
+        if transport is None:
+            return
+        if ws is not None and ws.state is State.OPEN:
+            ws.send_close(code, reason)
+            self._send_pending()
+        elif not transport.is_closing():
+            transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.close_timeout):
+                await asyncio.shield(self._lost)
+        transport.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _send_pending(self) -> None:
+        ws, transport = self._ws, self.transport
+        assert ws is not None and transport is not None
+        for data in ws.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+        if ws.close_expected() and self._close_timer is None:
+            # the hub should close the TCP connection now; do it ourselves if it does not
+            self._close_timer = self._loop.call_later(self.close_timeout, transport.abort)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=WRITE_LIMIT)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        if ws is None:
+            self._before_ws += data
+            if b"\r\n\r\n" in self._before_ws:
+                self._wake(None)
+            elif len(self._before_ws) > MAX_PROXY_REPLY:
+                self._wake(ConnectionError("the proxy's answer is too long"))
+            return
+        ws.receive_data(data)
+        self._process(ws)
+
+    def eof_received(self) -> bool | None:
+        if self._ws is not None:
+            self._ws.receive_eof()
+            self._process(self._ws)
+        return None  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._wake(exc or ConnectionError("the connection closed"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+        if self._receiver is not None:
+            self._receiver.channel_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._receiver is not None:
+            self._receiver.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._receiver is not None:
+            self._receiver.resume_writing()
+
+    # ------------------------------------------------------------------ receiving
+
+    def _wake(self, exc: Exception | None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def _process(self, ws: ClientProtocol) -> None:
+        for event in ws.events_received():
+            if type(event) is Frame:
+                self._on_frame(event)
+            elif isinstance(event, Response):
+                self._wake(None)  # handshake() reads the outcome from the protocol
+        self._send_pending()  # pongs, the close frame's echo, EOF
+        if ws.handshake_exc is not None:
+            self._wake(None)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                data = bytes(frame.data)
+                self._deliver(data.decode(errors="replace") if opcode is Opcode.TEXT else data)
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(data.decode(errors="replace") if self._fragment_text else data)
+        # PING, PONG and CLOSE: the Sans-I/O protocol has answered them
+
+    def _deliver(self, message: bytes | str) -> None:
+        receiver = self._receiver
+        if receiver is None:
+            self._early.append(message)
+            return
+        try:
+            receiver.message_received(message)
+        except Exception:
+            log.exception("the tunnel failed on a message; closing the websocket")
+            self.abort()
+
+
+__all__ = ["ChannelReceiver", "MaskKeys", "ProxyRefused", "WebSocketChannel", "binary_frame"]
