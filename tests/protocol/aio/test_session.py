@@ -1,4 +1,8 @@
-"""The asyncio session over an in-memory pipe: streams, backpressure, RPC, ending."""
+"""The asyncio session over an in-memory pipe: streams, backpressure, RPC, ending.
+
+Each test runs twice: the client on a pull transport, and the client on a push channel (as the
+agent is, over its websocket), the server always on a pull transport (as the hub is).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import pytest
 
 from protocol.aio import TunnelSession, TunnelStream
-from protocol.aio.memory import memory_pipe
+from protocol.aio.memory import MemoryChannel, memory_channel_pipe, memory_pipe
 from protocol.aio.rpc import RpcServer, call
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
@@ -24,13 +28,20 @@ async def echo(stream: TunnelStream) -> None:
         await stream.write(data)
 
 
+@pytest.fixture(params=[False, True], ids=["pull-client", "push-client"])
+def push(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
 async def make_pair(
     stream_handler: Any = echo,
     rpc_server: Any = None,
     settings: Settings | None = None,
+    *,
+    push: bool,
     **server_kwargs: Any,
 ) -> tuple[TunnelSession, TunnelSession]:
-    a, b = memory_pipe()
+    a, b = memory_channel_pipe() if push else memory_pipe()
     client = TunnelSession(a, ConnectionConfig(Role.CLIENT, settings or Settings()), label="c")
     server = TunnelSession(
         b,
@@ -45,8 +56,8 @@ async def make_pair(
 
 
 @pytest.fixture
-async def pair() -> AsyncIterator[tuple[TunnelSession, TunnelSession]]:
-    client, server = await make_pair()
+async def pair(push: bool) -> AsyncIterator[tuple[TunnelSession, TunnelSession]]:
+    client, server = await make_pair(push=push)
     yield client, server
     await client.close()
     await server.close()
@@ -84,7 +95,7 @@ async def test_many_concurrent_streams(pair: tuple[TunnelSession, TunnelSession]
     assert client.stats().open_streams == 0 and server.stats().open_streams == 0
 
 
-async def test_writer_waits_for_window_when_the_reader_stops() -> None:
+async def test_writer_waits_for_window_when_the_reader_stops(push: bool) -> None:
     started = asyncio.Event()
 
     async def never_reads(stream: TunnelStream) -> None:
@@ -93,7 +104,7 @@ async def test_writer_waits_for_window_when_the_reader_stops() -> None:
         await asyncio.sleep(3600)
 
     settings = Settings(stream_window=16 * 1024)
-    client, server = await make_pair(never_reads, settings=settings)
+    client, server = await make_pair(never_reads, settings=settings, push=push)
     try:
         stream = client.open_stream()
         write = asyncio.create_task(stream.write(b"x" * 64 * 1024))
@@ -107,11 +118,11 @@ async def test_writer_waits_for_window_when_the_reader_stops() -> None:
         await server.close()
 
 
-async def test_reset_reaches_the_reader() -> None:
+async def test_reset_reaches_the_reader(push: bool) -> None:
     async def refuse(stream: TunnelStream) -> None:
         stream.reset(ErrorCode.DESTINATION_NOT_ALLOWED, "not on the allowlist")
 
-    client, server = await make_pair(refuse)
+    client, server = await make_pair(refuse, push=push)
     try:
         stream = client.open_stream({"kind": "tcp", "host": "127.0.0.1", "port": 22})
         with pytest.raises(StreamResetError) as info:
@@ -149,8 +160,8 @@ async def rpc_handler(request: Request, progress: Any) -> Any:
     raise RpcError(RpcErrorCode.NOT_FOUND, f"no method {request.method}")
 
 
-async def test_rpc_result_progress_and_errors() -> None:
-    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+async def test_rpc_result_progress_and_errors(push: bool) -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler), push=push)
     try:
         seen: list[Mapping[str, Any]] = []
         result = await call(
@@ -169,7 +180,7 @@ async def test_rpc_result_progress_and_errors() -> None:
         await server.close()
 
 
-async def test_rpc_deadline_and_cancel_stop_the_callee() -> None:
+async def test_rpc_deadline_and_cancel_stop_the_callee(push: bool) -> None:
     cancelled = asyncio.Event()
 
     async def handler(request: Request, progress: Any) -> Any:
@@ -179,7 +190,7 @@ async def test_rpc_deadline_and_cancel_stop_the_callee() -> None:
             cancelled.set()
             raise
 
-    client, server = await make_pair(rpc_server=RpcServer(handler))
+    client, server = await make_pair(rpc_server=RpcServer(handler), push=push)
     try:
         with pytest.raises(RpcDeadlineExceeded):
             await call(client, "slow", deadline=0.2)
@@ -196,8 +207,8 @@ async def test_rpc_deadline_and_cancel_stop_the_callee() -> None:
         await server.close()
 
 
-async def test_rpc_interrupted_by_session_loss_is_unavailable() -> None:
-    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+async def test_rpc_interrupted_by_session_loss_is_unavailable(push: bool) -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler), push=push)
     task = asyncio.create_task(call(client, "slow"))
     await asyncio.sleep(0.1)
     await server.close(ErrorCode.INTERNAL_ERROR, "crash")
@@ -207,8 +218,8 @@ async def test_rpc_interrupted_by_session_loss_is_unavailable() -> None:
     await client.close()
 
 
-async def test_keepalive_detects_a_silent_peer() -> None:
-    a, b = memory_pipe()
+async def test_keepalive_detects_a_silent_peer(push: bool) -> None:
+    a, b = memory_channel_pipe() if push else memory_pipe()
     config = ConnectionConfig(Role.CLIENT, ping_interval=0.1, ping_timeout=0.2)
     client = TunnelSession(a, config)
     server = TunnelSession(b, ConnectionConfig(Role.SERVER))
@@ -221,8 +232,8 @@ async def test_keepalive_detects_a_silent_peer() -> None:
     await client.close()
 
 
-async def test_malformed_rpc_messages_reset_the_stream_not_the_session() -> None:
-    client, server = await make_pair(rpc_server=RpcServer(rpc_handler))
+async def test_malformed_rpc_messages_reset_the_stream_not_the_session(push: bool) -> None:
+    client, server = await make_pair(rpc_server=RpcServer(rpc_handler), push=push)
     try:
         stream = client.open_stream({"kind": "rpc"})
         await stream.write(b"\xc1\xc1")  # never valid msgpack
@@ -238,14 +249,14 @@ async def test_malformed_rpc_messages_reset_the_stream_not_the_session() -> None
         await server.close()
 
 
-async def test_a_malformed_response_fails_the_call_only() -> None:
+async def test_a_malformed_response_fails_the_call_only(push: bool) -> None:
     async def garbage(stream: TunnelStream) -> None:
         stream.accept()
         await stream.read()
         await stream.write(b"\x81\xa4type\xa3bad")  # a map, but not an RPC message
         await stream.close()
 
-    client, server = await make_pair(rpc_server=garbage)
+    client, server = await make_pair(rpc_server=garbage, push=push)
     try:
         with pytest.raises(RpcError) as info:
             await call(client, "anything")
@@ -254,3 +265,51 @@ async def test_a_malformed_response_fails_the_call_only() -> None:
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_stalled_channel_holds_writes_until_it_drains() -> None:
+    client, server = await make_pair(push=True)
+    try:
+        channel = client.transport
+        assert isinstance(channel, MemoryChannel)
+        stream = client.open_stream()
+        await asyncio.sleep(0.01)  # the OPEN goes out
+        channel.stall()
+        sent_while_stalled = client.stats().bytes_sent
+        await stream.write(b"held")
+        await asyncio.sleep(0.05)
+        assert client.stats().bytes_sent == sent_while_stalled, "queued, not written"
+        channel.unstall()
+        assert await asyncio.wait_for(stream.read(), 2) == b"held"
+        assert client.stats().bytes_sent > sent_while_stalled
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_channel_stalled_past_the_write_timeout_ends_the_session() -> None:
+    client, server = await make_pair(push=True)
+    client.write_timeout = 0.3
+    try:
+        channel = client.transport
+        assert isinstance(channel, MemoryChannel)
+        channel.stall()
+        reason = await asyncio.wait_for(client.wait_closed(), 3)
+        assert reason.code is ErrorCode.PEER_UNRESPONSIVE and "stalled" in reason.reason
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_lost_channel_ends_the_session_and_its_streams() -> None:
+    client, server = await make_pair(push=True)
+    stream = client.open_stream()
+    await stream.write(b"x")
+    await server.transport.close()
+    reason = await asyncio.wait_for(client.wait_closed(), 2)
+    assert "transport closed" in reason.reason
+    with pytest.raises(ConnectionClosed):
+        await stream.read()
+        await stream.read()
+    await client.close()
+    await server.close()
