@@ -405,25 +405,74 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
         )
     if not message:
         raise _fail("empty message")
+    # The hot path: DATA frames as encode_data_header writes them are read here, without a
+    # msgpack unpacker; at the first byte that is anything else, the general decoder goes on.
+    frames: list[Frame] = []
+    at, end = 0, len(message)
+    while at < end:
+        found = _data_frame_at(message, at)
+        if found is None:
+            break
+        frame, at = found
+        frames.append(frame)
+    if at < end:
+        _decode_rest(message, at, frames)
+    return frames
+
+
+def _data_frame_at(message: bytes, at: int) -> tuple[Data, int] | None:
+    """The DATA frame that starts at ``at`` and the offset after it, when it is a fixarray of
+    3 with a msgpack uint stream id and a bin payload, all of it in ``message``; else None."""
+    end = len(message)
+    if at + 4 > end or message[at] != 0x93 or message[at + 1] != FrameType.DATA:
+        return None
+    pos = at + 2
+    tag = message[pos]
+    if tag < 0x80:  # positive fixint
+        stream_id, pos = tag, pos + 1
+    else:
+        width = _UINT_WIDTH.get(tag)
+        if width is None or pos + 1 + width > end:
+            return None
+        stream_id = int.from_bytes(message[pos + 1 : pos + 1 + width], "big")
+        pos += 1 + width
+    if pos >= end:
+        return None
+    width = _BIN_WIDTH.get(message[pos])
+    if width is None or pos + 1 + width > end:
+        return None
+    length = int.from_bytes(message[pos + 1 : pos + 1 + width], "big")
+    start = pos + 1 + width
+    stop = start + length
+    if stop > end or stream_id > MAX_STREAM_ID:
+        return None  # the general decoder says what is wrong
+    return Data(stream_id, message[start:stop]), stop
+
+
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64
+_BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32
+
+
+def _decode_rest(message: bytes, start: int, frames: list[Frame]) -> None:
+    """Decode ``message[start:]`` with a msgpack unpacker, appending to ``frames``."""
+    size = len(message)
     unpacker = msgpack.Unpacker(
         raw=False,
         use_list=True,
         strict_map_key=True,
-        max_buffer_size=max(len(message), 1),
+        max_buffer_size=max(size, 1),  # also the bound on lengths inside: the whole message's
     )
-    unpacker.feed(message)
-    frames: list[Frame] = []
-    end_of_last_frame = 0
+    unpacker.feed(message[start:] if start else message)
+    end_of_last_frame = start
     try:
         for obj in unpacker:
             frames.append(_frame(obj))
-            end_of_last_frame = unpacker.tell()
+            end_of_last_frame = start + unpacker.tell()
     except RemoteProtocolError:
         raise
     except Exception as exc:  # msgpack raises many types for malformed input
         raise _fail(f"malformed msgpack: {type(exc).__name__}") from None
     # The unpacker stops quietly at a partial object (and may have consumed part of it), so
     # the end of the last complete frame is what must equal the message's length (§2).
-    if end_of_last_frame != len(message):
-        raise _fail(f"message ends mid-frame after byte {end_of_last_frame} of {len(message)}")
-    return frames
+    if end_of_last_frame != size:
+        raise _fail(f"message ends mid-frame after byte {end_of_last_frame} of {size}")
