@@ -405,69 +405,58 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
         )
     if not message:
         raise _fail("empty message")
-    # The hot path: DATA frames as encode_data_header writes them are read here, without a
-    # msgpack unpacker; at the first byte that is anything else, the general decoder goes on.
-    frames: list[Frame] = []
-    at, end = 0, len(message)
-    while at < end:
-        found = _data_frame_at(message, at)
-        if found is None:
-            break
-        frame, at = found
-        frames.append(frame)
-    if at < end:
-        _decode_rest(message, at, frames)
-    return frames
+    # The hot path: a message that is one DATA frame (a small request or response) is read
+    # without a msgpack unpacker; for a message of many frames the unpacker is faster.
+    found = _data_frame_at(message)
+    if found is not None:
+        return [found]
+    return _decode_general(message)
 
 
-def _data_frame_at(message: bytes, at: int) -> tuple[Data, int] | None:
-    """The DATA frame that starts at ``at`` and the offset after it, when it is a fixarray of
-    3 with a msgpack uint stream id and a bin payload, all of it in ``message``; else None."""
+def _data_frame_at(message: bytes) -> Data | None:
+    """The DATA frame that ``message`` is, when it is exactly one: a fixarray of 3 with a
+    msgpack uint stream id and a bin payload that ends where the message does; else None."""
     end = len(message)
-    if at + 4 > end or message[at] != 0x93 or message[at + 1] != FrameType.DATA:
+    if end < 4 or message[0] != 0x93 or message[1] != FrameType.DATA:
         return None
-    pos = at + 2
-    tag = message[pos]
+    tag = message[2]
     if tag < 0x80:  # positive fixint
-        stream_id, pos = tag, pos + 1
+        stream_id, pos = tag, 3
     else:
         width = _UINT_WIDTH.get(tag)
-        if width is None or pos + 1 + width > end:
+        if width is None or 3 + width >= end:
             return None
-        stream_id = int.from_bytes(message[pos + 1 : pos + 1 + width], "big")
-        pos += 1 + width
-    if pos >= end:
-        return None
+        stream_id = int.from_bytes(message[3 : 3 + width], "big")
+        pos = 3 + width
     width = _BIN_WIDTH.get(message[pos])
     if width is None or pos + 1 + width > end:
         return None
-    length = int.from_bytes(message[pos + 1 : pos + 1 + width], "big")
     start = pos + 1 + width
-    stop = start + length
-    if stop > end or stream_id > MAX_STREAM_ID:
-        return None  # the general decoder says what is wrong
-    return Data(stream_id, message[start:stop]), stop
+    if start + int.from_bytes(message[pos + 1 : start], "big") != end or stream_id > MAX_STREAM_ID:
+        return None  # more frames, a cut, or a bad id: the general decoder takes it
+    return Data(stream_id, message[start:])
 
 
 _UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64
 _BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32
 
 
-def _decode_rest(message: bytes, start: int, frames: list[Frame]) -> None:
-    """Decode ``message[start:]`` with a msgpack unpacker, appending to ``frames``."""
+def _decode_general(message: bytes) -> list[Frame]:
+    """Decode ``message`` with a msgpack unpacker, a frame per object."""
     size = len(message)
     unpacker = msgpack.Unpacker(
         raw=False,
         use_list=True,
         strict_map_key=True,
-        max_buffer_size=max(size, 1),  # also the bound on lengths inside: the whole message's
+        max_buffer_size=max(size, 1),
     )
-    unpacker.feed(message[start:] if start else message)
-    end_of_last_frame = start
+    unpacker.feed(message)
+    frames: list[Frame] = []
+    end_of_last_frame = 0
     try:
         for obj in unpacker:
             frames.append(_frame(obj))
-            end_of_last_frame = start + unpacker.tell()
+            end_of_last_frame = unpacker.tell()
     except RemoteProtocolError:
         raise
     except Exception as exc:  # msgpack raises many types for malformed input
@@ -476,3 +465,4 @@ def _decode_rest(message: bytes, start: int, frames: list[Frame]) -> None:
     # the end of the last complete frame is what must equal the message's length (§2).
     if end_of_last_frame != size:
         raise _fail(f"message ends mid-frame after byte {end_of_last_frame} of {size}")
+    return frames

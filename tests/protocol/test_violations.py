@@ -15,12 +15,11 @@ from protocol.exceptions import FrameDecodeError
 from protocol.frames import (
     Data,
     Fin,
-    Frame,
     Hello,
     Open,
     Settings,
     Window,
-    _decode_rest,
+    _decode_general,
     decode_message,
     encode,
     encode_data_header,
@@ -310,12 +309,10 @@ def test_frame_type_codes_are_stable() -> None:
 
 def general_decode(message: bytes) -> list[object] | str:
     """What the msgpack-only decoder makes of ``message``: its frames, or its error."""
-    frames: list[Frame] = []
     try:
-        _decode_rest(message, 0, frames)
+        return list(_decode_general(message))
     except FrameDecodeError as exc:
         return f"{exc.code.name}: {exc}"
-    return list(frames)
 
 
 def fast_decode(message: bytes) -> list[object] | str:
