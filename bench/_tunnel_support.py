@@ -620,7 +620,7 @@ async def idle_end(role: str, streams: int, trace: bool, url: str | None) -> int
     """One end of a tunnel over a real websocket, answering commands on stdin.
 
     ``server``: an aiohttp server (as the hub) whose TunnelSession opens the streams.
-    ``client``: a ``websockets`` client (as the agent) whose handler accepts each stream and
+    ``client``: the agent's websocket channel (``dial``) whose handler accepts each stream and
     then waits in ``read()``. Commands: ``warm`` (server: open, accept and close 100 streams),
     ``base`` (record memory), ``open`` (server: open ``streams`` and wait until all are
     accepted), ``measure`` (wait until ``streams`` are open here, record memory, report).

@@ -14,7 +14,7 @@ machines are noisy: compare the ratios, measured together, between runs):
    "added" is tunnel minus direct.
 3. Requests/s at concurrency 100 on keep-alive connections, tunnel and direct.
 4. Memory per idle open stream, per end: (a) two TunnelSession ends over a real websocket
-   (``websockets`` client, aiohttp server, as in production), each in its own process,
+   (the agent's websocket channel, aiohttp server, as in production), each in its own process,
    measured with tracemalloc and VmRSS; (b) for information, idle CONNECT streams through the
    real hub and agent, each also holding a TCP connection, as VmRSS growth of both processes.
 5. Parts 1-3 run twice: on uvloop and on plain asyncio (this process, the hub and the agent).
@@ -535,7 +535,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"=== Idle streams ({idle['loop']}) ===",
-        f"(a) {idle['streams']:,} idle streams on one tunnel, tunnel ends only (websockets client "
+        f"(a) {idle['streams']:,} idle streams on one tunnel, tunnel ends only (agent channel "
         f"<-> aiohttp server, each end in its own process; opened in {idle['open_seconds']:.1f} s)",
         f"  {'end':<28} {'tracemalloc B/stream':>21} {'VmRSS B/stream':>15}",
     ]

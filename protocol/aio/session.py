@@ -42,7 +42,7 @@ StreamHandler = Callable[[TunnelStream], Awaitable[None]]
 
 
 class Transport(Protocol):
-    """Whole binary messages in both directions; a ``websockets`` connection is one."""
+    """Whole binary messages in both directions, pulled: aiohttp's websocket is one."""
 
     async def recv(self) -> str | bytes: ...
 
@@ -330,7 +330,7 @@ class TunnelSession:
                 self.message_received(await transport.recv())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the transport went away: websockets, OSError, EOF
+        except Exception as exc:  # the transport went away: aiohttp, OSError, EOF
             self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
 
     async def _write_loop(self) -> None:
