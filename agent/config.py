@@ -53,6 +53,9 @@ class AgentConfig:
     #: bytes of receive-window growth all streams of a session may share (PROTOCOL.md §6.5);
     #: 0 turns window tuning off
     window_growth_budget: int = 256 * 1024 * 1024
+    #: kernel send and receive buffer of each relayed socket; 0: the kernel autotunes
+    #: (protocol/aio/splice.py says why the default is fixed)
+    relay_socket_buffer: int = 256 * 1024
     ca_bundle: str | None = None
     maas_api_endpoint: str | None = None
     maas_api_key: str | None = field(default=None, repr=False)
@@ -107,6 +110,11 @@ class AgentConfig:
             Settings(max_streams=self.max_streams, max_pending_opens=self.max_pending_opens)
         except ValueError as exc:
             raise ConfigError(f"{exc}; fix max_streams / max_pending_opens") from None
+        if self.relay_socket_buffer != 0 and not 4096 <= self.relay_socket_buffer <= 64 << 20:
+            raise ConfigError(
+                f"relay_socket_buffer={self.relay_socket_buffer!r} must be 0 (the kernel "
+                "autotunes) or a byte count from 4096 to 67108864"
+            )
         if self.node_count not in (1, 3):
             raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
         if self.pairing_code and not (self.install_id and self.state_dir):

@@ -70,7 +70,9 @@ async def run(config: AgentConfig) -> int:
             config.state_dir,
         )
         return 0
-    relay = Relay(Allowlist(config.relay_allowlist), config.connect_timeout)
+    relay = Relay(
+        Allowlist(config.relay_allowlist), config.connect_timeout, config.relay_socket_buffer
+    )
     operations = MaasOperations(config)
     rpc = AgentRpc({"agent.status": status_method(config, relay)})
     rpc.update(operations.methods())

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.exceptions import ConfigError
-from protocol.aio.splice import SocketRelay, relay
+from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 
@@ -76,9 +76,15 @@ class Allowlist:
 class Relay:
     """The stream handler for ``kind=tcp`` streams."""
 
-    def __init__(self, allowlist: Allowlist, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        allowlist: Allowlist,
+        connect_timeout: float = 10.0,
+        socket_buffer: int = SOCKET_BUFFER,
+    ) -> None:
         self.allowlist = allowlist
         self.connect_timeout = connect_timeout
+        self.socket_buffer = socket_buffer
         self.active = 0
 
     async def __call__(self, stream: TunnelStream) -> None:
@@ -103,7 +109,7 @@ class Relay:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 transport, joined = await loop.create_connection(
-                    lambda: SocketRelay(stream), host, port
+                    lambda: SocketRelay(stream, self.socket_buffer), host, port
                 )
         except (OSError, TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__

@@ -33,7 +33,7 @@ from protocol.aio.aiohttp_transport import AiohttpTransport
 from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
-from protocol.aio.splice import SocketRelay, relay
+from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
@@ -67,6 +67,8 @@ class HubConfig:
     open_timeout: float = 10.0
     #: receive-window growth shared by one session's streams (PROTOCOL.md §6.5); 0: off
     window_growth_budget: int = 256 * 1024 * 1024
+    #: kernel buffer each way of a relayed caller socket; 0: the kernel autotunes (splice.py)
+    relay_socket_buffer: int = SOCKET_BUFFER
     #: debug endpoints (raw bytes onto a session, GOAWAY) for tests; off unless asked
     debug_endpoints: bool = False
 
@@ -417,7 +419,7 @@ class ConnectRequest(asyncio.Protocol):
             stream.reset(ErrorCode.CANCEL, "the caller went away")
             return None
         transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        joined = SocketRelay(stream)
+        joined = SocketRelay(stream, self.hub.config.relay_socket_buffer)
         transport.set_protocol(joined)
         joined.connection_made(transport)
         if self.received:  # bytes the caller sent right behind its CONNECT head
@@ -501,6 +503,12 @@ def register(subparsers: Any) -> None:
         default=256 * 1024 * 1024,
         help="bytes of window growth per session (0: no window tuning)",
     )
+    parser.add_argument(
+        "--relay-socket-buffer",
+        type=int,
+        default=SOCKET_BUFFER,
+        help="kernel buffer each way of a relayed caller socket (0: the kernel autotunes)",
+    )
     parser.add_argument("--debug-endpoints", action="store_true", help="enable test endpoints")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.set_defaults(func=_main)
@@ -547,6 +555,7 @@ def _main(args: Any) -> int:
     config = HubConfig(
         settings=settings,
         window_growth_budget=args.window_growth_budget,
+        relay_socket_buffer=args.relay_socket_buffer,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         debug_endpoints=args.debug_endpoints,

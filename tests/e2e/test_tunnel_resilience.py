@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ import aiohttp
 import pytest
 
 from protocol.aio.backoff import BackoffPolicy
-from tests.support.net import fetch_via_connect, free_port
+from tests.support.net import fetch_via_connect, free_port, splice
 from tests.support.origin import Origin
 from tests.support.processes import AgentProcess, HubProcess
 
@@ -66,14 +65,7 @@ class SwitchableForwarder:
             writer.close()
             return
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await splice((reader, writer), (up_reader, up_writer))
 
     async def stop(self) -> None:
         if self.server:

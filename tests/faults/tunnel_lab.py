@@ -40,7 +40,7 @@ from protocol.simulator.nat import Host, NatTopology
 from tests.faults.instrumented import EFFECTS_ENV
 from tests.faults.nsloop import NamespaceLoop
 from tests.faults.services import BIN, Service
-from tests.support.net import HttpResult, http_request
+from tests.support.net import HttpResult, http_request, splice
 from tests.support.tls import Pki, make_pki
 
 T = TypeVar("T")
@@ -516,14 +516,7 @@ class ConnectForwarder:
             writer.close()  # the client sees the connection drop and retries
             return
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await splice((reader, writer), (up_reader, up_writer))
 
     async def stop(self) -> None:
         if self._server is not None:

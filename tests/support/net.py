@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 from dataclasses import dataclass
@@ -97,3 +98,19 @@ async def fetch_via_connect(
         return await http_request(reader, writer, method, path, body, host=f"{host}:{port}")
     finally:
         writer.close()
+
+
+async def splice(
+    a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    """Copy bytes both ways between two stream pairs until both directions end."""
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    await asyncio.gather(pipe(a[0], b[1]), pipe(b[0], a[1]))

@@ -20,6 +20,7 @@ from protocol.aio.channel import MaskKeys, WebSocketChannel, binary_frame
 from protocol.aio.dial import dial
 from protocol.aio.proxy import ProxySettings
 from protocol.exceptions import DialError, HubRejected, ProxyError
+from tests.support.net import splice
 
 HOST = "127.0.0.1"
 
@@ -205,14 +206,7 @@ class ConnectProxy:
         host, _, port = head.split(" ")[1].rpartition(":")
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await splice((reader, writer), (up_reader, up_writer))
 
     def stop(self) -> None:
         if self.server is not None:
