@@ -59,12 +59,33 @@ class TunnelClient:
         self.credentials = CredentialStore(config.state_dir) if config.state_dir else None
         self.gateway_uid: str | None = None
         self._stopping = asyncio.Event()
+        #: sessions the hub sent a graceful GOAWAY on, finishing their streams
+        self._retiring: set[asyncio.Task[None]] = set()
         self._backoff = Backoff(config.backoff)
         #: the ping interval in use: config.ping_interval, halved after each silent death
         self.ping_interval = config.ping_interval
         #: this process, as the hub sees it: a new session from the same instance tells the hub
         #: that the instance's older sessions are dead
         self.instance = secrets.token_hex(8)
+
+    def _retire(self, session: TunnelSession) -> None:
+        """Let a session the hub sent a graceful GOAWAY on finish its streams in the background,
+        while the agent dials a new one at once (PROTOCOL.md §8.2)."""
+        log.info(
+            "hub is draining this session gateway=%s open_streams=%d; dialing a new one",
+            self.config.gateway_name,
+            session.stats().open_streams,
+        )
+
+        async def finish() -> None:
+            drained = await session.drain(self.config.drain_timeout)
+            await session.close(
+                ErrorCode.NO_ERROR, "drained" if drained else "drain timeout after GOAWAY"
+            )
+
+        task = asyncio.get_running_loop().create_task(finish(), name="tunnel-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def stop(self) -> None:
         """Begin a graceful stop: GOAWAY, drain in-flight streams, close."""
@@ -76,6 +97,7 @@ class TunnelClient:
         while not self._stopping.is_set():
             self.attempts += 1
             retry_after = 0.0
+            delay: float | None = None  # None: as the backoff says
             proxy = config.proxies.proxy_for(config.hub_url)
             log.info(
                 "dialing hub gateway=%s attempt=%d url=%s proxy=%s",
@@ -120,16 +142,20 @@ class TunnelClient:
                 self._backoff.connection_lasted(lasted)
                 if session.goaway is not None:
                     retry_after = session.goaway.retry_after_ms / 1000
-                reason = session.close_reason
-                log.warning(
-                    "tunnel down gateway=%s after=%.1fs reason=%s",
-                    config.gateway_name,
-                    lasted,
-                    reason,
-                )
-                if reason is not None and reason.code is ErrorCode.PEER_UNRESPONSIVE:
-                    self._shorten_keepalive()
-            delay = self._backoff.next_delay(retry_after)
+                if not session.closed:  # retired by a graceful GOAWAY: a new session at once
+                    delay = retry_after
+                else:
+                    reason = session.close_reason
+                    log.warning(
+                        "tunnel down gateway=%s after=%.1fs reason=%s",
+                        config.gateway_name,
+                        lasted,
+                        reason,
+                    )
+                    if reason is not None and reason.code is ErrorCode.PEER_UNRESPONSIVE:
+                        self._shorten_keepalive()
+            if delay is None:
+                delay = self._backoff.next_delay(retry_after)
             log.info("reconnecting gateway=%s in=%.2fs", config.gateway_name, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -242,14 +268,19 @@ class TunnelClient:
         return session
 
     async def _serve(self, session: TunnelSession) -> bool:
-        """Wait for the session to end (False) or for a stop request, then drain (True)."""
+        """Wait for the session to end or be retired by the hub (False), or for a stop
+        request, then drain (True)."""
         ended = asyncio.ensure_future(session.wait_closed())
         stopping = asyncio.ensure_future(self._stopping.wait())
+        goaway = asyncio.ensure_future(session.goaway_received.wait())
         try:
-            await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({ended, stopping, goaway}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            goaway.cancel()
         if not self._stopping.is_set():
+            if not session.closed:  # a graceful GOAWAY: the hub drains this session
+                self._retire(session)
             return False
         ended.cancel()
         open_streams = session.stats().open_streams
@@ -268,4 +299,6 @@ class TunnelClient:
                 session.stats().open_streams,
             )
         await session.close(ErrorCode.NO_ERROR, "agent stopped")
+        if self._retiring:  # sessions the hub retired still finishing their streams
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         return True

@@ -28,7 +28,7 @@ from protocol.connection import ConnectionConfig, TunnelConnection
 from protocol.exceptions import ConnectionClosed, StreamResetError
 from protocol.frames import MetadataValue
 from protocol.rpc import RPC_STREAM_KIND
-from protocol.state import StreamState
+from protocol.state import SessionState, StreamState
 
 log = logging.getLogger("pcg.tunnel")
 
@@ -100,6 +100,8 @@ class TunnelSession:
         self.peer_info: Mapping[str, str] = {}
         self.rtt: float | None = None
         self.goaway: ev.GoAwayReceived | None = None
+        #: set when the peer's first GOAWAY arrives (graceful or not)
+        self.goaway_received = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._streams: dict[int, TunnelStream] = {}
         self._blocked_writers: set[TunnelStream] = set()
@@ -155,7 +157,13 @@ class TunnelSession:
     @property
     def is_usable(self) -> bool:
         """True while new streams may be opened on this session."""
-        return not self.closed and not self.conn.peer_going_away and not self.conn.closed
+        conn = self.conn
+        return (
+            not self.closed
+            and not conn.peer_going_away
+            and not conn.closed
+            and conn.state is not SessionState.DRAINING  # this side sent a graceful GOAWAY
+        )
 
     @property
     def close_reason(self) -> ConnectionClosed | None:
@@ -426,6 +434,7 @@ class TunnelSession:
                     self._handshake.set_result(event)
             elif type(event) is ev.GoAwayReceived:
                 self.goaway = event
+                self.goaway_received.set()
                 log.info(
                     "peer sent GOAWAY session=%s code=%s retry_after_ms=%d message=%r",
                     self.label,

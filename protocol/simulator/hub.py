@@ -44,6 +44,7 @@ from protocol.exceptions import (
     StreamResetError,
 )
 from protocol.frames import Settings
+from protocol.state import SessionState
 
 log = logging.getLogger("pcg.hub")
 
@@ -169,7 +170,8 @@ class Hub:
         instance = session.peer_info.get("instance")
         if instance:
             for old in list(self.sessions.get(gateway, [])):
-                if old.peer_info.get("instance") == instance:
+                draining = old.conn.state is SessionState.DRAINING  # goes away by itself
+                if old.peer_info.get("instance") == instance and not draining:
                     log.info("retiring stale session gateway=%s instance=%s", gateway, instance)
                     self._remove(gateway, old)
                     old.abort(ErrorCode.PEER_UNRESPONSIVE, "superseded by a new session")

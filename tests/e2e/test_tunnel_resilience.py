@@ -127,6 +127,38 @@ async def test_malformed_frames_end_the_session_not_the_agent(
     assert await relayed_ok(hub, origin)
 
 
+async def test_a_graceful_goaway_moves_new_work_to_a_new_session_while_the_old_drains(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    """PROTOCOL.md §8.2: the agent dials a new session at once; the old one finishes its
+    streams, then closes; nothing in flight is lost and no new request waits for the drain."""
+    agent = agents(agent_config(hub, token, origin.port))
+    await agent.wait_log("tunnel up")
+    in_flight = asyncio.create_task(
+        fetch_via_connect(hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/delay/1500")
+    )
+    await asyncio.sleep(0.3)
+    async with aiohttp.ClientSession() as http:
+        url = f"{hub.api_url}/gateways/{GATEWAY}/debug/goaway"
+        async with http.post(url) as response:
+            assert response.status == 200
+        await agent.wait_log("hub is draining this session", timeout=5)
+        await agent.wait_log("tunnel up", timeout=5, count=2)
+        assert not in_flight.done(), "the delayed response is still on the old session"
+        assert await relayed_ok(hub, origin)  # new work: the new session
+        result = await asyncio.wait_for(in_flight, 10)
+        assert result.status == 200
+
+        async def sessions() -> int:
+            async with http.get(f"{hub.api_url}/gateways") as response:
+                return len((await response.json()).get(GATEWAY, []))
+
+        async with asyncio.timeout(5):
+            while await sessions() != 1:  # the old session closed once drained
+                await asyncio.sleep(0.05)
+    assert "tunnel down" not in agent.log
+
+
 async def test_sigterm_finishes_in_flight_streams_then_exits_zero(
     hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
 ) -> None:
