@@ -160,6 +160,8 @@ class TunnelClient:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
+        if self._retiring:  # stopped between sessions: retired ones still finish their streams
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def _shorten_keepalive(self) -> None:
         floor = min(KEEPALIVE_FLOOR, self.config.ping_interval)
