@@ -142,8 +142,10 @@ class TunnelClient:
                 self._backoff.connection_lasted(lasted)
                 if session.goaway is not None:
                     retry_after = session.goaway.retry_after_ms / 1000
-                if not session.closed:  # retired by a graceful GOAWAY: a new session at once
-                    delay = retry_after
+                if not session.closed:  # retired by a graceful GOAWAY: a new session at once,
+                    # unless sessions are being retired as fast as they come (then: backoff)
+                    if lasted >= config.backoff_reset_after:
+                        delay = retry_after
                 else:
                     reason = session.close_reason
                     log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -135,7 +136,7 @@ async def test_a_graceful_goaway_moves_new_work_to_a_new_session_while_the_old_d
     agent = agents(agent_config(hub, token, origin.port))
     await agent.wait_log("tunnel up")
     in_flight = asyncio.create_task(
-        fetch_via_connect(hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/delay/1500")
+        fetch_via_connect(hub.connect_addr, GATEWAY, "127.0.0.1", origin.port, "GET", "/delay/3000")
     )
     await asyncio.sleep(0.3)
     async with aiohttp.ClientSession() as http:
@@ -157,6 +158,23 @@ async def test_a_graceful_goaway_moves_new_work_to_a_new_session_while_the_old_d
             while await sessions() != 1:  # the old session closed once drained
                 await asyncio.sleep(0.05)
     assert "tunnel down" not in agent.log
+    # the session lasted less than backoff_reset_after, so the redial waited the backoff
+    delay = float(re.findall(r"reconnecting gateway=\S+ in=([0-9.]+)s", agent.log)[0])
+    assert delay >= 0.2, "a session retired soon after it came up is redialled with backoff"
+
+
+async def test_a_session_retired_after_a_long_life_is_replaced_at_once(
+    hub: HubProcess, origin: Origin, agents: Callable[..., AgentProcess], token: str
+) -> None:
+    agent = agents(agent_config(hub, token, origin.port, backoff_reset_after=1.0))
+    await agent.wait_log("tunnel up")
+    await asyncio.sleep(1.2)  # longer than backoff_reset_after
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{hub.api_url}/gateways/{GATEWAY}/debug/goaway") as response:
+            assert response.status == 200
+    await agent.wait_log("tunnel up", timeout=5, count=2)
+    assert re.findall(r"reconnecting gateway=\S+ in=([0-9.]+)s", agent.log) == ["0.00"]
+    assert await relayed_ok(hub, origin)
 
 
 async def test_sigterm_finishes_in_flight_streams_then_exits_zero(
