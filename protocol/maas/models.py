@@ -14,7 +14,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, Self
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -226,15 +226,19 @@ class MaasVersion:
 
 
 @dataclass(frozen=True, slots=True)
-class Zone:
+class _Grouping:
+    """A MAAS object that groups machines by name: a zone or a resource pool."""
+
     id: int
     name: str
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, compare=False)
 
+    what: ClassVar[str] = "grouping"  # for the error when MAAS sends something else
+
     @classmethod
-    def from_json(cls, data: object) -> Zone:
-        d = _require_mapping(data, "zone")
+    def from_json(cls, data: object) -> Self:
+        d = _require_mapping(data, cls.what)
         return cls(
             id=_int(d, "id"),
             name=_str(d, "name"),
@@ -244,21 +248,13 @@ class Zone:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourcePool:
-    id: int
-    name: str
-    description: str = ""
-    raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, compare=False)
+class Zone(_Grouping):
+    what: ClassVar[str] = "zone"
 
-    @classmethod
-    def from_json(cls, data: object) -> ResourcePool:
-        d = _require_mapping(data, "resource pool")
-        return cls(
-            id=_int(d, "id"),
-            name=_str(d, "name"),
-            description=_str(d, "description"),
-            raw=_frozen(d),
-        )
+
+@dataclass(frozen=True, slots=True)
+class ResourcePool(_Grouping):
+    what: ClassVar[str] = "resource pool"
 
 
 @dataclass(frozen=True, slots=True)
