@@ -111,7 +111,13 @@ class TunnelSession:
         self._flushed = asyncio.Event()
         self._idle = asyncio.Event()
         self._send_started: float | None = None
-        self._channel = transport if isinstance(transport, Channel) else None
+        # the transport as the kind it is: a channel pushes, a transport is pulled by two tasks
+        self._channel: Channel | None = None
+        self._pull: Transport | None = None
+        if isinstance(transport, Channel):
+            self._channel = transport
+        else:
+            self._pull = transport
         self._flush_scheduled = False
         self._write_paused = False
         self._channel_gone = False
@@ -204,8 +210,8 @@ class TunnelSession:
         """Put ``message`` on the transport behind the core's back: for fault tests only."""
         if self._channel is not None:
             self._channel.write(message)
-        elif not isinstance(self.transport, Channel):
-            await self.transport.send(message)
+        elif self._pull is not None:
+            await self._pull.send(message)
 
     def stats(self) -> SessionStats:
         return SessionStats(
@@ -331,8 +337,8 @@ class TunnelSession:
                 )
 
     async def _read_loop(self) -> None:
-        transport = self.transport
-        assert not isinstance(transport, Channel)
+        transport = self._pull
+        assert transport is not None
         try:
             while not self.conn.closed and not self.closed:
                 self.message_received(await transport.recv())
@@ -343,8 +349,8 @@ class TunnelSession:
 
     async def _write_loop(self) -> None:
         conn = self.conn
-        transport = self.transport
-        assert not isinstance(transport, Channel)
+        transport = self._pull
+        assert transport is not None
         try:
             while True:
                 await self._send_wakeup.wait()
