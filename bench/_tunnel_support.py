@@ -32,7 +32,7 @@ import tracemalloc
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout that is not installed
@@ -884,6 +884,50 @@ async def fresh_latencies(
     async with asyncio.timeout(seconds + 30):
         await asyncio.gather(*(worker() for _ in range(workers)))
     return samples, time.perf_counter() - start
+
+
+class LatencyProfile(Protocol):
+    """How many small requests one latency step makes (both benches' profiles have these)."""
+
+    @property
+    def c1_requests(self) -> int: ...
+    @property
+    def c100_requests_per_conn(self) -> int: ...
+    @property
+    def fresh_c1_requests(self) -> int: ...
+    @property
+    def fresh_c100_per_worker(self) -> int: ...
+    @property
+    def warmup_requests(self) -> int: ...
+    @property
+    def step_seconds(self) -> float: ...
+
+
+Measure = Callable[[tuple[str, int], bytes | None, int], Awaitable[tuple[list[int], float]]]
+
+
+def latency_modes(profile: LatencyProfile, new_connection_mode: str) -> dict[str, Measure]:
+    """The two small-request workloads, by name: ``keepalive`` (requests one after another on
+    each connection) and ``new_connection_mode`` (a new connection per request); each takes
+    (address, CONNECT head or None, concurrency) and returns (latencies in ns, wall time)."""
+    seconds = profile.step_seconds
+    return {
+        "keepalive": lambda addr, head, c: keepalive_latencies(
+            addr,
+            head,
+            c,
+            profile.c1_requests if c == 1 else profile.c100_requests_per_conn,
+            profile.warmup_requests,
+            seconds,
+        ),
+        new_connection_mode: lambda addr, head, c: fresh_latencies(
+            addr,
+            head,
+            c,
+            profile.fresh_c1_requests if c == 1 else profile.fresh_c100_per_worker,
+            seconds,
+        ),
+    }
 
 
 if __name__ == "__main__":

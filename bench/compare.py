@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,25 +156,7 @@ async def bench_bulk(profile: Profile, paths: dict[str, Route]) -> dict[str, Any
 
 
 async def bench_latency(profile: Profile, paths: dict[str, Route]) -> dict[str, Any]:
-    seconds = profile.step_seconds
-    Measure = Callable[[Addr, bytes | None, int], Coroutine[Any, Any, tuple[list[int], float]]]
-    modes: dict[str, Measure] = {
-        "keepalive": lambda addr, head, c: support.keepalive_latencies(
-            addr,
-            head,
-            c,
-            profile.c1_requests if c == 1 else profile.c100_requests_per_conn,
-            profile.warmup_requests,
-            seconds,
-        ),
-        "new_connection": lambda addr, head, c: support.fresh_latencies(
-            addr,
-            head,
-            c,
-            profile.fresh_c1_requests if c == 1 else profile.fresh_c100_per_worker,
-            seconds,
-        ),
-    }
+    modes = support.latency_modes(profile, "new_connection")
     samples: dict[tuple[str, int, str], list[int]] = {}
     rates: dict[tuple[str, int, str], list[float]] = {}
     cpu: dict[tuple[str, int, str], float] = {}

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,6 @@ from _tunnel_support import (  # noqa: E402
     BenchError,
     ClientProtocol,
     Tunnel,
-    fresh_latencies,
-    keepalive_latencies,
     open_client,
     raw_socket_copy,
     read_json_line,
@@ -161,24 +158,7 @@ async def bench_latency(profile: Profile, tunnel: Tunnel, origin_port: int) -> d
         "direct": ((HOST, origin_port), None),
         "tunnel": (tunnel.connect_addr, tunnel.connect_head(origin_port)),
     }
-    seconds = profile.step_seconds
-    modes: dict[str, Callable[[tuple[str, int], bytes | None, int], Coroutine[Any, Any, Any]]] = {
-        "keepalive": lambda addr, head, c: keepalive_latencies(
-            addr,
-            head,
-            c,
-            profile.c1_requests if c == 1 else profile.c100_requests_per_conn,
-            profile.warmup_requests,
-            seconds,
-        ),
-        "new_stream": lambda addr, head, c: fresh_latencies(
-            addr,
-            head,
-            c,
-            profile.fresh_c1_requests if c == 1 else profile.fresh_c100_per_worker,
-            seconds,
-        ),
-    }
+    modes = support.latency_modes(profile, "new_stream")
     samples: dict[tuple[str, int, str], list[int]] = {}
     rates: dict[tuple[str, int, str], list[float]] = {}
     for round_index in range(profile.latency_rounds):
