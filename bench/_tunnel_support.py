@@ -644,22 +644,23 @@ async def idle_end(role: str, streams: int, trace: bool, url: str | None) -> int
     if role == "server":
         from aiohttp import web
 
-        from protocol.aio.aiohttp_transport import AiohttpTransport
+        from protocol.aio.aiohttp_upgrade import accept_websocket
 
         async def tunnel(request: web.Request) -> web.StreamResponse:
-            ws = web.WebSocketResponse(
-                max_msg_size=settings.max_message_size + 1024, compress=False, autoping=True
-            )
-            await ws.prepare(request)
+            channel = accept_websocket(request, max_size=settings.max_message_size + 1024)
+            if isinstance(channel, web.Response):
+                return channel
             session = TunnelSession(
-                AiohttpTransport(ws),
+                channel,
                 ConnectionConfig(Role.SERVER, settings, ping_interval=30, ping_timeout=30),
                 label="bench-server",
             )
             await session.start()
             ready.set_result(session)
             await session.wait_closed()
-            return ws
+            await session.close()
+            await channel.wait_lost()
+            return web.Response(status=101)
 
         app = web.Application()
         app.add_routes([web.get("/v1/tunnel", tunnel)])

@@ -14,9 +14,10 @@ machines are noisy: compare the ratios, measured together, between runs):
    "added" is tunnel minus direct.
 3. Requests/s at concurrency 100 on keep-alive connections, tunnel and direct.
 4. Memory per idle open stream, per end: (a) two TunnelSession ends over a real websocket
-   (the agent's websocket channel, aiohttp server, as in production), each in its own process,
-   measured with tracemalloc and VmRSS; (b) for information, idle CONNECT streams through the
-   real hub and agent, each also holding a TCP connection, as VmRSS growth of both processes.
+   (websocket channels on both ends, the server's in aiohttp, as in production), each in its
+   own process, measured with tracemalloc and VmRSS; (b) for information, idle CONNECT
+   streams through the real hub and agent, each also holding a TCP connection, as VmRSS growth
+   of both processes.
 5. Parts 1-3 run twice: on uvloop and on plain asyncio (this process, the hub and the agent).
 
 Usage: ``python bench/tunnel.py [--json] [--quick]``.

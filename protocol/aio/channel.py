@@ -1,19 +1,23 @@
-"""The agent's websocket as callbacks: websockets' Sans-I/O client on one asyncio protocol.
+"""A websocket as callbacks: websockets' Sans-I/O protocol on one asyncio protocol.
 
 A :class:`WebSocketChannel` hands each message it receives to its receiver (the session) in the
 same callback that read it from the socket, and :meth:`WebSocketChannel.write` puts a message on
-the socket without awaiting. With ``websockets``' asyncio connection every message crossed two
-tasks, a reader parked in ``recv()`` and a writer in ``send()``; on a small request those hops
-cost more than the tunnel's own work (README, "Performance").
+the socket without awaiting. With ``websockets``' asyncio connection, or aiohttp's
+``WebSocketResponse``, every message crossed two tasks, a reader parked in ``recv()`` and a
+writer in ``send()``; on a small request those hops cost more than the tunnel's own work
+(README, "Performance"). Both ends use it: the agent dials (:mod:`protocol.aio.dial`), the hub
+takes the connection over from its aiohttp handler (:meth:`WebSocketChannel.accept`,
+:mod:`protocol.aio.aiohttp_upgrade`).
 
-What stays the library's: the opening handshake, parsing what the hub sends, answers to pings,
-and the closing handshake all come from ``websockets``' Sans-I/O ``ClientProtocol``. What is
-ours: the socket, the proxy ``CONNECT`` before it (:meth:`WebSocketChannel.proxy_connect`), write
-backpressure, which reaches the receiver as ``pause_writing``/``resume_writing`` as in
-:class:`asyncio.Protocol`, and the framing of the binary messages we send. That last one is a
-header, a masking key and the masked payload (RFC 6455 §5.2-5.3); we write it ourselves because
-the library draws every key with its own system call, which on a small request cost as much
-as half a socket write. Our keys come from ``os.urandom`` too, 1,024 keys per call.
+What stays the library's: the opening handshake, parsing what the peer sends, answers to pings,
+and the closing handshake all come from ``websockets``' Sans-I/O ``ClientProtocol`` or
+``ServerProtocol``. What is ours: the socket, the proxy ``CONNECT`` before it
+(:meth:`WebSocketChannel.proxy_connect`), write backpressure, which reaches the receiver as
+``pause_writing``/``resume_writing`` as in :class:`asyncio.Protocol`, and the framing of the
+binary messages we send. A client's frame is a header, a masking key and the masked payload
+(RFC 6455 §5.2-5.3); we write it ourselves because the library draws every key with its own
+system call, which on a small request cost as much as half a socket write. Our keys come from
+``os.urandom`` too, 1,024 keys per call. A server's frame is the header and the payload.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Protocol, cast
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 try:
@@ -69,16 +74,22 @@ class MaskKeys:
         return self._pool[at : at + 4]
 
 
-def binary_frame(message: bytes, key: bytes) -> bytes:
-    """One masked, final, binary websocket frame carrying ``message``."""
-    length = len(message)
+def _binary_head(length: int, mask_bit: int) -> bytes:
     if length < 126:
-        head = _HEAD_7.pack(_BINARY_FIN, _MASKED | length)
-    elif length < 65536:
-        head = _HEAD_16.pack(_BINARY_FIN, _MASKED | 126, length)
-    else:
-        head = _HEAD_64.pack(_BINARY_FIN, _MASKED | 127, length)
-    return head + key + apply_mask(message, key)
+        return _HEAD_7.pack(_BINARY_FIN, mask_bit | length)
+    if length < 65536:
+        return _HEAD_16.pack(_BINARY_FIN, mask_bit | 126, length)
+    return _HEAD_64.pack(_BINARY_FIN, mask_bit | 127, length)
+
+
+def binary_frame(message: bytes, key: bytes) -> bytes:
+    """One masked, final, binary websocket frame carrying ``message`` (client to server)."""
+    return _binary_head(len(message), _MASKED) + key + apply_mask(message, key)
+
+
+def server_binary_frame(message: bytes) -> bytes:
+    """One unmasked, final, binary websocket frame carrying ``message`` (server to client)."""
+    return _binary_head(len(message), 0) + message
 
 
 class ChannelReceiver(Protocol):
@@ -102,11 +113,12 @@ class ProxyRefused(Exception):
 
 
 class WebSocketChannel(asyncio.Protocol):
-    """A client websocket carrying whole binary messages; see the module docstring.
+    """A websocket carrying whole binary messages; see the module docstring.
 
-    Life: ``loop.create_connection`` (to the hub or to the proxy), then optionally
+    Client life: ``loop.create_connection`` (to the hub or to the proxy), then optionally
     :meth:`proxy_connect` and ``loop.start_tls`` (:meth:`use_transport`), then :meth:`handshake`,
-    then :meth:`attach` a receiver. Messages that arrive before ``attach`` wait for it.
+    then :meth:`attach` a receiver. Server life: :meth:`accept`, then :meth:`attach`. Messages
+    that arrive before ``attach`` wait for it.
     """
 
     def __init__(self, *, max_size: int = 1024 * 1024, close_timeout: float = 2.0) -> None:
@@ -114,7 +126,7 @@ class WebSocketChannel(asyncio.Protocol):
         self.close_timeout = close_timeout
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._ws: ClientProtocol | None = None
+        self._ws: ClientProtocol | ServerProtocol | None = None
         self._before_ws = bytearray()  # bytes read before the handshake: the proxy's reply
         self._waiter: asyncio.Future[None] | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
@@ -124,7 +136,9 @@ class WebSocketChannel(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._close_timer: asyncio.TimerHandle | None = None
-        self._keys = MaskKeys()
+        self._keys: MaskKeys | None = MaskKeys()  # None on the server side: it does not mask
+        #: server side: the protocol that read the upgrade request, told when the connection ends
+        self._previous: asyncio.BaseProtocol | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -172,6 +186,49 @@ class WebSocketChannel(asyncio.Protocol):
         if ws.state is not State.OPEN:
             raise ConnectionError("the websocket closed during its opening handshake")
 
+    @classmethod
+    def accept(
+        cls,
+        transport: asyncio.BaseTransport,
+        request_head: bytes,
+        *,
+        max_size: int = 1024 * 1024,
+        close_timeout: float = 2.0,
+    ) -> WebSocketChannel | Response:
+        """Server side: answer the upgrade request on ``transport`` and read from it from now on.
+
+        ``request_head`` is the HTTP request as the server read it (request line, headers,
+        blank line); ``websockets``' ``ServerProtocol`` parses it and checks the upgrade. On a
+        valid one, this channel becomes the transport's protocol (the server's own protocol
+        is told only when the connection ends), the 101 goes out, and the channel is returned.
+        Otherwise nothing is written or taken over, and the refusal is returned for the server
+        to send: an HTTP response with the reason in its body.
+
+        The take-over cannot miss bytes: a client sends no frame before it has read the 101,
+        and the 101 is written after the switch.
+        """
+        ws = ServerProtocol(max_size=max_size)
+        ws.receive_data(request_head)
+        request = next((e for e in ws.events_received() if isinstance(e, Request)), None)
+        if request is None:
+            return ws.reject(400, "Failed to open a WebSocket connection: bad request head.\n")
+        response = ws.accept(request)
+        if response.status_code != 101:
+            return response
+        channel = cls(max_size=max_size, close_timeout=close_timeout)
+        channel._ws = ws
+        channel._keys = None
+        channel._previous = transport.get_protocol()
+        transport.set_protocol(channel)
+        channel.connection_made(transport)
+        ws.send_response(response)
+        channel._send_pending()
+        return channel
+
+    async def wait_lost(self) -> None:
+        """Return once the connection is gone."""
+        await asyncio.shield(self._lost)
+
     def attach(self, receiver: ChannelReceiver) -> None:
         """From now on, messages and transport events go to ``receiver``."""
         self._receiver = receiver
@@ -192,7 +249,11 @@ class WebSocketChannel(asyncio.Protocol):
             raise ConnectionError("the websocket is closed")
         if transport.is_closing():
             raise ConnectionError("the websocket's connection is closing")
-        transport.write(binary_frame(message, self._keys.take()))
+        keys = self._keys
+        if keys is None:
+            transport.write(server_binary_frame(message))
+        else:
+            transport.write(binary_frame(message, keys.take()))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """The closing handshake, waiting at most ``close_timeout`` for the hub to finish it."""
@@ -259,6 +320,9 @@ class WebSocketChannel(asyncio.Protocol):
             self._lost.set_result(None)
         if self._receiver is not None:
             self._receiver.channel_lost(exc)
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            previous.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -280,7 +344,7 @@ class WebSocketChannel(asyncio.Protocol):
             else:
                 waiter.set_exception(exc)
 
-    def _process(self, ws: ClientProtocol) -> None:
+    def _process(self, ws: ClientProtocol | ServerProtocol) -> None:
         for event in ws.events_received():
             if type(event) is Frame:
                 self._on_frame(event)
@@ -319,4 +383,11 @@ class WebSocketChannel(asyncio.Protocol):
             self.abort()
 
 
-__all__ = ["ChannelReceiver", "MaskKeys", "ProxyRefused", "WebSocketChannel", "binary_frame"]
+__all__ = [
+    "ChannelReceiver",
+    "MaskKeys",
+    "ProxyRefused",
+    "WebSocketChannel",
+    "binary_frame",
+    "server_binary_frame",
+]

@@ -1,8 +1,8 @@
 """In-memory message transports, for tests and benchmarks of the session layer.
 
-:func:`memory_pipe` joins two pull ends (async ``recv``/``send``, like the hub's aiohttp
-websocket); :func:`memory_channel_pipe` joins a push end (a :class:`~protocol.aio.session.Channel`,
-like the agent's websocket) to a pull end, the way the agent meets the hub.
+:func:`memory_pipe` joins two pull ends (async ``recv``/``send``); :func:`memory_channel_pipe`
+joins a push end (a :class:`~protocol.aio.session.Channel`, like the websocket channel of the
+agent and of the hub) to a pull end, so that the session's tests cover both kinds.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A tunnel session over one websocket: the driver of the sans-I/O core.
 
-Two kinds of transport: a :class:`Channel` (the agent's :class:`~protocol.aio.channel.
-WebSocketChannel`) pushes each message into the session from its socket callback and takes
-writes without awaiting, so a message crosses no task; a :class:`Transport` (aiohttp's server
-websocket, the in-memory pipe) has async ``recv``/``send``, and a reader task and a writer task
-drive it. Either way, a keepalive task calls ``tick`` on time and watches for writes that stall,
+Two kinds of transport: a :class:`Channel` (:class:`~protocol.aio.channel.WebSocketChannel`,
+on the agent and on the hub) pushes each message into the session from its socket callback and
+takes writes without awaiting, so a message crosses no task; a :class:`Transport` (the
+in-memory pipe, or any websocket with async ``recv``/``send``) is driven by a reader task and a
+writer task. Either way, a keepalive task calls ``tick`` on time and watches for writes that stall,
 and stream handlers run as tasks of their own.
 
 The core is given ``time.monotonic()``, not ``loop.time()``: uvloop's clock counts whole
@@ -42,7 +42,7 @@ StreamHandler = Callable[[TunnelStream], Awaitable[None]]
 
 
 class Transport(Protocol):
-    """Whole binary messages in both directions, pulled: aiohttp's websocket is one."""
+    """Whole binary messages in both directions, pulled (async ``recv`` and ``send``)."""
 
     async def recv(self) -> str | bytes: ...
 
@@ -344,7 +344,7 @@ class TunnelSession:
                 self.message_received(await transport.recv())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the transport went away: aiohttp, OSError, EOF
+        except Exception as exc:  # the transport went away: OSError, EOF, a closed websocket
             self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
 
     async def _write_loop(self) -> None:

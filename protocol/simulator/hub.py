@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from protocol.aio.aiohttp_transport import AiohttpTransport
+from protocol.aio.aiohttp_upgrade import accept_websocket
 from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
@@ -52,6 +52,12 @@ log = logging.getLogger("pcg.hub")
 #: response that refuses it (401 with a body saying why)
 Authenticator = Callable[[web.Request], Awaitable[str | web.Response]]
 TUNNEL_PATH = "/v1/tunnel"
+
+
+def _taken_over() -> web.Response:
+    """What a tunnel handler returns once its connection has been the channel's and is gone:
+    aiohttp cannot write it to the closed transport, and does nothing more."""
+    return web.Response(status=101)
 
 
 class GatewayUnavailable(LookupError):
@@ -131,12 +137,13 @@ class Hub:
             return identity
         gateway = identity
         settings = self.config.settings
-        ws = web.WebSocketResponse(
-            max_msg_size=settings.max_message_size + 1024, compress=False, autoping=True
-        )
-        await ws.prepare(request)
+        channel = accept_websocket(request, max_size=settings.max_message_size + 1024)
+        if isinstance(channel, web.Response):
+            log.warning("tunnel refused peer=%s status=%d (not a websocket upgrade)",
+                        request.remote, channel.status)  # fmt: skip
+            return channel
         session = TunnelSession(
-            AiohttpTransport(ws),
+            channel,
             ConnectionConfig(
                 Role.SERVER,
                 settings,
@@ -150,18 +157,21 @@ class Hub:
             label=gateway,
         )
         try:
-            await session.start()
-        except ConnectionClosed as exc:
-            log.warning("tunnel handshake failed gateway=%s reason=%s", gateway, exc)
-            return ws
-        self._add(gateway, session)
-        try:
-            reason = await session.wait_closed()
-            log.info("tunnel session ended gateway=%s reason=%s", gateway, reason)
+            try:
+                await session.start()
+            except ConnectionClosed as exc:
+                log.warning("tunnel handshake failed gateway=%s reason=%s", gateway, exc)
+                return _taken_over()
+            self._add(gateway, session)
+            try:
+                reason = await session.wait_closed()
+                log.info("tunnel session ended gateway=%s reason=%s", gateway, reason)
+            finally:
+                self._remove(gateway, session)
         finally:
-            self._remove(gateway, session)
             await session.close()
-        return ws
+            await channel.wait_lost()  # the connection is the channel's until it is gone
+        return _taken_over()
 
     def _add(self, gateway: str, session: TunnelSession) -> None:
         # One agent process keeps one session: a new session from the same instance means its
