@@ -221,6 +221,8 @@ class WebSocketChannel(asyncio.Protocol):
         channel._previous = transport.get_protocol()
         transport.set_protocol(channel)
         channel.connection_made(transport)
+        assert channel.transport is not None
+        channel.transport.resume_reading()  # in case the server had paused it; else a no-op
         ws.send_response(response)
         channel._send_pending()
         return channel
@@ -256,7 +258,7 @@ class WebSocketChannel(asyncio.Protocol):
             transport.write(binary_frame(message, keys.take()))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """The closing handshake, waiting at most ``close_timeout`` for the hub to finish it."""
+        """The closing handshake, waiting at most ``close_timeout`` for the peer to finish it."""
         ws, transport = self._ws, self.transport
         if transport is None:
             return

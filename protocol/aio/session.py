@@ -302,7 +302,8 @@ class TunnelSession:
     def channel_lost(self, exc: Exception | None) -> None:
         """The channel's connection is gone (a :class:`Channel` calls this)."""
         self._channel_gone = True
-        self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
+        why = "the connection ended" if exc is None else f"{exc!r:.200}"
+        self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {why}"))
 
     def pause_writing(self) -> None:
         """The channel's buffer is full: write nothing more until :meth:`resume_writing`."""
