@@ -123,7 +123,7 @@ async def test_stalled_readers_do_not_slow_a_healthy_stream(
             # TCP state after bulk traffic) weighs on both sides of the ratio alike. The first
             # block is not timed: until the tunnel has carried one round of 100 streams, its
             # transfers are about 20% slower. Nor is the first transfer after a pause, in
-            # either phase: the websocket's congestion window restarts after idle.
+            # either phase: it is about 25% slower whatever came before it, so it adds only noise.
             for block in range(7):
                 await phase("baseline", timed=block > 0)
                 stalled = await _stall_downloads(hub, origin, 100)
