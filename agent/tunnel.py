@@ -87,6 +87,11 @@ class TunnelClient:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    async def _wait_retired(self) -> None:
+        """Let the sessions the hub retired finish their streams (each ends by its drain)."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
     def stop(self) -> None:
         """Begin a graceful stop: GOAWAY, drain in-flight streams, close."""
         self._stopping.set()
@@ -162,8 +167,7 @@ class TunnelClient:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
-        if self._retiring:  # stopped between sessions: retired ones still finish their streams
-            await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._wait_retired()  # stopped between sessions
 
     def _shorten_keepalive(self) -> None:
         floor = min(KEEPALIVE_FLOOR, self.config.ping_interval)
@@ -303,6 +307,5 @@ class TunnelClient:
                 session.stats().open_streams,
             )
         await session.close(ErrorCode.NO_ERROR, "agent stopped")
-        if self._retiring:  # sessions the hub retired still finishing their streams
-            await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._wait_retired()
         return True

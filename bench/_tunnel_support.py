@@ -644,7 +644,7 @@ async def idle_end(role: str, streams: int, trace: bool, url: str | None) -> int
     if role == "server":
         from aiohttp import web
 
-        from protocol.aio.aiohttp_upgrade import accept_websocket
+        from protocol.aio.aiohttp_upgrade import accept_websocket, handed_back
 
         async def tunnel(request: web.Request) -> web.StreamResponse:
             channel = accept_websocket(request, max_size=settings.max_message_size + 1024)
@@ -659,8 +659,7 @@ async def idle_end(role: str, streams: int, trace: bool, url: str | None) -> int
             ready.set_result(session)
             await session.wait_closed()
             await session.close()
-            await channel.wait_lost()
-            return web.Response(status=101)
+            return await handed_back(channel)
 
         app = web.Application()
         app.add_routes([web.get("/v1/tunnel", tunnel)])

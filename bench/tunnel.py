@@ -516,8 +516,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"=== Idle streams ({idle['loop']}) ===",
-        f"(a) {idle['streams']:,} idle streams on one tunnel, tunnel ends only (agent channel "
-        f"<-> aiohttp server, each end in its own process; opened in {idle['open_seconds']:.1f} s)",
+        f"(a) {idle['streams']:,} idle streams on one tunnel, tunnel ends only (websocket "
+        f"channels, the server's in aiohttp, each end in its own process; "
+        f"opened in {idle['open_seconds']:.1f} s)",
         f"  {'end':<28} {'tracemalloc B/stream':>21} {'VmRSS B/stream':>15}",
     ]
     for role in ("server", "client"):

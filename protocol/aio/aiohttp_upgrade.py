@@ -7,7 +7,8 @@ session writes without awaiting, as on the agent. With ``WebSocketResponse`` eve
 crossed a reader task and a writer task (README, "Performance").
 
 The handler must not return while the channel is in use: aiohttp writes the handler's response
-onto the transport, which is harmless only once the channel has closed it.
+onto the transport, which is harmless only once the channel has closed it. So a handler ends
+with ``return await handed_back(channel)``.
 """
 
 from __future__ import annotations
@@ -44,3 +45,10 @@ def accept_websocket(
     return web.Response(
         status=result.status_code, reason=result.reason_phrase, body=result.body, headers=headers
     )
+
+
+async def handed_back(channel: WebSocketChannel) -> web.StreamResponse:
+    """Wait until the channel's connection is gone; returns what the handler returns then
+    (aiohttp cannot write it to the closed transport, and does nothing more)."""
+    await channel.wait_lost()
+    return web.Response(status=101)

@@ -32,10 +32,11 @@ from protocol.state import SessionState, StreamState
 
 log = logging.getLogger("pcg.tunnel")
 
-#: The largest message written to a :class:`Channel`. The client masks every byte it sends
-#: (RFC 6455 §5.3), and each pass over a message (join, mask, frame) costs much more once the
-#: message outgrows the CPU cache: 128 KiB messages moved bulk data about 20% faster, on less
-#: CPU, than 1 MiB ones (bench/tunnel.py, download).
+#: The largest message written to a :class:`Channel`. Each pass over a message (the core's
+#: join, the client's mask (RFC 6455 §5.3), the frame's copy) costs much more once the message
+#: outgrows the CPU cache: on the agent, 128 KiB messages moved bulk data about 20% faster, on
+#: less CPU, than 1 MiB ones (bench/tunnel.py, download). The hub does not mask; the other
+#: passes remain, so it keeps the same cap.
 CHANNEL_MESSAGE_BYTES = 128 * 1024
 
 StreamHandler = Callable[[TunnelStream], Awaitable[None]]
@@ -302,6 +303,9 @@ class TunnelSession:
     def channel_lost(self, exc: Exception | None) -> None:
         """The channel's connection is gone (a :class:`Channel` calls this)."""
         self._channel_gone = True
+        self._transport_lost(exc)
+
+    def _transport_lost(self, exc: BaseException | None) -> None:
         why = "the connection ended" if exc is None else f"{exc!r:.200}"
         self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {why}"))
 
@@ -328,7 +332,7 @@ class TunnelSession:
                 self._bytes_sent += len(message)
         except Exception as exc:
             self._channel_gone = True
-            self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
+            self._transport_lost(exc)
             return
         if not conn.wants_write:
             self._flushed.set()
@@ -346,7 +350,7 @@ class TunnelSession:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the transport went away: OSError, EOF, a closed websocket
-            self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
+            self._transport_lost(exc)
 
     async def _write_loop(self) -> None:
         conn = self.conn
@@ -374,7 +378,7 @@ class TunnelSession:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._finish(ConnectionClosed(ErrorCode.NO_ERROR, f"transport closed: {exc!r:.200}"))
+            self._transport_lost(exc)
 
     async def _keepalive_loop(self) -> None:
         conn = self.conn

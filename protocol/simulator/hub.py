@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from protocol.aio.aiohttp_upgrade import accept_websocket
+from protocol.aio.aiohttp_upgrade import accept_websocket, handed_back
 from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
@@ -52,12 +52,6 @@ log = logging.getLogger("pcg.hub")
 #: response that refuses it (401 with a body saying why)
 Authenticator = Callable[[web.Request], Awaitable[str | web.Response]]
 TUNNEL_PATH = "/v1/tunnel"
-
-
-def _taken_over() -> web.Response:
-    """What a tunnel handler returns once its connection has been the channel's and is gone:
-    aiohttp cannot write it to the closed transport, and does nothing more."""
-    return web.Response(status=101)
 
 
 class GatewayUnavailable(LookupError):
@@ -157,11 +151,10 @@ class Hub:
             label=gateway,
         )
         try:
-            try:
-                await session.start()
-            except ConnectionClosed as exc:
-                log.warning("tunnel handshake failed gateway=%s reason=%s", gateway, exc)
-                return _taken_over()
+            await session.start()
+        except ConnectionClosed as exc:
+            log.warning("tunnel handshake failed gateway=%s reason=%s", gateway, exc)
+        else:
             self._add(gateway, session)
             try:
                 reason = await session.wait_closed()
@@ -170,8 +163,7 @@ class Hub:
                 self._remove(gateway, session)
         finally:
             await session.close()
-            await channel.wait_lost()  # the connection is the channel's until it is gone
-        return _taken_over()
+        return await handed_back(channel)
 
     def _add(self, gateway: str, session: TunnelSession) -> None:
         # One agent process keeps one session: a new session from the same instance means its

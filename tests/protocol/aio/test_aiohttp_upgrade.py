@@ -17,7 +17,7 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from protocol.aio.aiohttp_upgrade import accept_websocket
+from protocol.aio.aiohttp_upgrade import accept_websocket, handed_back
 from protocol.aio.channel import WebSocketChannel, server_binary_frame
 
 HOST = "127.0.0.1"
@@ -68,8 +68,7 @@ async def server() -> AsyncIterator[tuple[int, list[Echo]]]:
         echo = Echo(channel)
         ends.append(echo)
         channel.attach(echo)
-        await channel.wait_lost()
-        return web.Response(status=101)
+        return await handed_back(channel)
 
     async def other(request: web.Request) -> web.Response:
         return web.Response(text="still serving")
