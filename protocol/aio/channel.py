@@ -9,15 +9,13 @@ writer in ``send()``; on a small request those hops cost more than the tunnel's 
 takes the connection over from its aiohttp handler (:meth:`WebSocketChannel.accept`,
 :mod:`protocol.aio.aiohttp_upgrade`).
 
-What stays the library's: the opening handshake, parsing what the peer sends, answers to pings,
-and the closing handshake all come from ``websockets``' Sans-I/O ``ClientProtocol`` or
-``ServerProtocol``. What is ours: the socket, the proxy ``CONNECT`` before it
-(:meth:`WebSocketChannel.proxy_connect`), write backpressure, which reaches the receiver as
-``pause_writing``/``resume_writing`` as in :class:`asyncio.Protocol`, and the framing of the
-binary messages we send. A client's frame is a header, a masking key and the masked payload
-(RFC 6455 §5.2-5.3); we write it ourselves because the library draws every key with its own
-system call, which on a small request cost as much as half a socket write. Our keys come from
-``os.urandom`` too, 1,024 keys per call. A server's frame is the header and the payload.
+What stays the library's: the opening handshake, the closing handshake, answers to pings, and
+every frame other than a final binary one, all through ``websockets``' Sans-I/O
+``ClientProtocol`` or ``ServerProtocol``. What is ours: the socket, the proxy ``CONNECT``
+before it (:meth:`WebSocketChannel.proxy_connect`), write backpressure, which reaches the
+receiver as ``pause_writing``/``resume_writing`` as in :class:`asyncio.Protocol`, and the final
+binary frames both ways, the ones every tunnel message travels in (:mod:`protocol.aio.wsframes`
+says why and where the line is).
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import struct
 from collections.abc import Mapping
 from typing import Protocol, cast
 
@@ -37,10 +33,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - a build of websockets without its C extension
-    from websockets.utils import apply_mask
+from protocol.aio.wsframes import FrameReader, MaskKeys, Raw, binary_frame, server_binary_frame
 
 log = logging.getLogger("pcg.tunnel")
 
@@ -49,47 +42,6 @@ WRITE_LIMIT = 1024 * 1024
 
 #: a proxy's answer to CONNECT larger than this is not an HTTP proxy's answer
 MAX_PROXY_REPLY = 64 * 1024
-
-
-_BINARY_FIN = 0x82  # FIN, no RSV bits, opcode 2
-_MASKED = 0x80
-_HEAD_7 = struct.Struct("!BB")
-_HEAD_16 = struct.Struct("!BBH")
-_HEAD_64 = struct.Struct("!BBQ")
-
-
-class MaskKeys:
-    """Fresh, unpredictable 4-byte masking keys (RFC 6455 §5.3), drawn 1,024 at a time."""
-
-    def __init__(self, batch: int = 1024) -> None:
-        self._size = 4 * batch
-        self._pool = b""
-        self._at = 0
-
-    def take(self) -> bytes:
-        at = self._at
-        if at >= len(self._pool):
-            self._pool, at = os.urandom(self._size), 0
-        self._at = at + 4
-        return self._pool[at : at + 4]
-
-
-def _binary_head(length: int, mask_bit: int) -> bytes:
-    if length < 126:
-        return _HEAD_7.pack(_BINARY_FIN, mask_bit | length)
-    if length < 65536:
-        return _HEAD_16.pack(_BINARY_FIN, mask_bit | 126, length)
-    return _HEAD_64.pack(_BINARY_FIN, mask_bit | 127, length)
-
-
-def binary_frame(message: bytes, key: bytes) -> bytes:
-    """One masked, final, binary websocket frame carrying ``message`` (client to server)."""
-    return _binary_head(len(message), _MASKED) + key + apply_mask(message, key)
-
-
-def server_binary_frame(message: bytes) -> bytes:
-    """One unmasked, final, binary websocket frame carrying ``message`` (server to client)."""
-    return _binary_head(len(message), 0) + message
 
 
 class ChannelReceiver(Protocol):
@@ -137,6 +89,10 @@ class WebSocketChannel(asyncio.Protocol):
         self._fragment_text = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._keys: MaskKeys | None = MaskKeys()  # None on the server side: it does not mask
+        #: reads final binary frames once the websocket is open and the library's parser is at
+        #: a frame boundary; None before, or if that never holds (then the library reads all)
+        self._frames: FrameReader | None = None
+        self._response = bytearray()  # client: what the hub sent until its 101 was read
         #: server side: the protocol that read the upgrade request, told when the connection ends
         self._previous: asyncio.BaseProtocol | None = None
 
@@ -219,6 +175,8 @@ class WebSocketChannel(asyncio.Protocol):
         channel._ws = ws
         channel._keys = None
         channel._previous = transport.get_protocol()
+        # a client sends no frame before it has read the 101: the first byte is a frame's
+        channel._frames = FrameReader(masked=True, max_size=max_size)
         transport.set_protocol(channel)
         channel.connection_made(transport)
         assert channel.transport is not None
@@ -226,6 +184,11 @@ class WebSocketChannel(asyncio.Protocol):
         ws.send_response(response)
         channel._send_pending()
         return channel
+
+    @property
+    def reads_frames(self) -> bool:
+        """Whether final binary frames are read here rather than by the library (for now)."""
+        return self._frames is not None and not self._frames.handed_over
 
     async def wait_lost(self) -> None:
         """Return once the connection is gone."""
@@ -305,13 +268,45 @@ class WebSocketChannel(asyncio.Protocol):
             elif len(self._before_ws) > MAX_PROXY_REPLY:
                 self._wake(ConnectionError("the proxy's answer is too long"))
             return
+        frames = self._frames
+        if frames is not None and ws.state is State.OPEN:
+            for item in frames.feed(data):
+                if type(item) is bytes:
+                    self._deliver(item)
+                else:
+                    ws.receive_data(cast(Raw, item).data)
+                    self._process(ws)
+            return
+        if frames is not None:  # closing: the library reads the rest, from a frame boundary
+            self._frames = None
+            held = frames.hand_over()
+            if held:
+                ws.receive_data(held)
+        opening = ws.state is State.CONNECTING
         ws.receive_data(data)
+        if opening:
+            self._after_response(ws, data)
         self._process(ws)
 
+    def _after_response(self, ws: ClientProtocol | ServerProtocol, data: bytes) -> None:
+        """Client: once the 101 is read, read frames ourselves if no byte followed it (our hub
+        sends nothing before the agent's HELLO); else the library goes on reading them all."""
+        self._response += data
+        if ws.state is State.OPEN and self._response.find(b"\r\n\r\n") + 4 == len(self._response):
+            self._frames = FrameReader(masked=False, max_size=self.max_size)
+        if ws.state is not State.CONNECTING:
+            self._response = bytearray()
+
     def eof_received(self) -> bool | None:
-        if self._ws is not None:
-            self._ws.receive_eof()
-            self._process(self._ws)
+        ws = self._ws
+        if ws is not None:
+            frames, self._frames = self._frames, None
+            if frames is not None:
+                held = frames.hand_over()
+                if held:
+                    ws.receive_data(held)
+            ws.receive_eof()
+            self._process(ws)
         return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -385,11 +380,4 @@ class WebSocketChannel(asyncio.Protocol):
             self.abort()
 
 
-__all__ = [
-    "ChannelReceiver",
-    "MaskKeys",
-    "ProxyRefused",
-    "WebSocketChannel",
-    "binary_frame",
-    "server_binary_frame",
-]
+__all__ = ["ChannelReceiver", "ProxyRefused", "WebSocketChannel"]

@@ -1,5 +1,5 @@
 """The server side of the websocket channel, taken over from an aiohttp handler: a real
-websockets client on loopback, and server frames checked by the library's own client parser."""
+websockets client on loopback."""
 
 from __future__ import annotations
 
@@ -11,26 +11,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedOK
-from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.uri import parse_uri
 
 from protocol.aio.aiohttp_upgrade import accept_websocket, handed_back
-from protocol.aio.channel import WebSocketChannel, server_binary_frame
+from protocol.aio.channel import WebSocketChannel
 
 HOST = "127.0.0.1"
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 1 << 20])
-def test_server_frames_are_what_a_websocket_client_parses(size: int) -> None:
-    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    client = ClientProtocol(parse_uri("ws://h/"), state=State.OPEN, max_size=None)
-    client.receive_data(server_binary_frame(message))
-    [frame] = client.events_received()
-    assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == message
-    assert client.handshake_exc is None and client.state is State.OPEN
 
 
 class Echo:

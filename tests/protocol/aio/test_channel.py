@@ -12,11 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.server import ServerProtocol
 
-from protocol.aio.channel import MaskKeys, WebSocketChannel, binary_frame
+from protocol.aio.channel import WebSocketChannel
 from protocol.aio.dial import dial
 from protocol.aio.proxy import ProxySettings
 from protocol.exceptions import DialError, HubRejected, ProxyError
@@ -52,24 +49,6 @@ class Collector:
             while len(self.messages) < count:
                 self.arrived.clear()
                 await self.arrived.wait()
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 1 << 20])
-def test_our_frames_are_what_a_websocket_server_parses(size: int) -> None:
-    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    server = ServerProtocol(state=State.OPEN, max_size=None)
-    server.receive_data(binary_frame(message, MaskKeys().take()))
-    [frame] = server.events_received()
-    assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == message
-    assert server.handshake_exc is None and server.state is State.OPEN
-
-
-def test_masking_keys_are_fresh_and_cross_batches() -> None:
-    keys = MaskKeys(batch=16)
-    drawn = [keys.take() for _ in range(3000)]
-    assert all(len(key) == 4 for key in drawn)
-    # 3,000 draws from 2**32 values: a repeat is possible but rare; many would mean a bug
-    assert len(set(drawn)) >= 2990
 
 
 async def echo_server(ws: ServerConnection) -> None:
