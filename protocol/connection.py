@@ -40,6 +40,7 @@ from protocol.frames import (
     Reset,
     Settings,
     Window,
+    data_frame_span,
     decode_message,
     encode,
     encode_data_header,
@@ -162,6 +163,13 @@ class TunnelConnection:
             return events
         self._now = now
         try:
+            if self.state is not SessionState.AWAITING_HELLO:
+                # the hot path: a message that is one DATA frame (frames.data_frame_span)
+                span = data_frame_span(message)
+                if span is not None and len(message) <= self.local_settings.max_message_size:
+                    stream_id, start = span
+                    self._receive_data_frame(stream_id, message[start:], events)
+                    return events
             for frame in decode_message(message, self.local_settings.max_message_size):
                 self._receive_frame(frame, now, events)
                 if self.closed:

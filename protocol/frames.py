@@ -414,10 +414,17 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
 
 
 def _data_frame_at(message: bytes) -> Data | None:
-    """The DATA frame that ``message`` is, when it is exactly one: a fixarray of 3 with a
-    msgpack uint stream id and a bin payload that ends where the message does; else None."""
+    """The DATA frame that ``message`` is, when it is exactly one; else None."""
+    span = data_frame_span(message)
+    return None if span is None else Data(span[0], message[span[1] :])
+
+
+def data_frame_span(message: bytes) -> tuple[int, int] | None:
+    """``(stream_id, offset of the payload)`` when ``message`` is exactly one DATA frame: a
+    fixarray of 3 with a msgpack uint stream id and a bin payload that ends where the message
+    does; else None (the general decoder then reads it). A receiver's fast path."""
     end = len(message)
-    if end < 4 or message[0] != 0x93 or message[1] != FrameType.DATA:
+    if end < 4 or message[0] != 0x93 or message[1] != _DATA_TYPE:
         return None
     tag = message[2]
     if tag < 0x80:  # positive fixint
@@ -434,9 +441,10 @@ def _data_frame_at(message: bytes) -> Data | None:
     start = pos + 1 + width
     if start + int.from_bytes(message[pos + 1 : start], "big") != end or stream_id > MAX_STREAM_ID:
         return None  # more frames, a cut, or a bad id: the general decoder takes it
-    return Data(stream_id, message[start:])
+    return stream_id, start
 
 
+_DATA_TYPE = int(FrameType.DATA)
 _UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64
 _BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32
 
