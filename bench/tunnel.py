@@ -377,8 +377,9 @@ async def bench_idle_relay(profile: Profile, use_uvloop: bool, workdir: Path) ->
         "streams": streams,
         "loop": "uvloop" if use_uvloop else "asyncio",
         "open_streams_at_hub": at_hub,
-        "limits": "max_streams and max_pending_opens raised on hub and agent (neither CLI has "
-        "an option; the defaults cap a tunnel at 4,096 streams opened by the hub)",
+        "limits": "max_streams and max_pending_opens raised on hub and agent (the hub's "
+        "--max-streams and --max-pending-opens, the agent's max_streams and max_pending_opens; "
+        "the defaults cap a tunnel at 4,096 streams opened by the hub)",
         "open_seconds": open_seconds,
         "hub_rss_bytes_per_stream": per_stream(hub_before, hub_after),
         "agent_rss_bytes_per_stream": per_stream(agent_before, agent_after),
