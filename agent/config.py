@@ -21,6 +21,7 @@ import yaml
 from agent.exceptions import ConfigError
 from protocol.aio.backoff import BackoffPolicy
 from protocol.aio.proxy import ProxySettings
+from protocol.aio.splice import check_socket_buffer
 from protocol.frames import Settings
 
 ENV_PREFIX = "PCG_"
@@ -110,11 +111,10 @@ class AgentConfig:
             Settings(max_streams=self.max_streams, max_pending_opens=self.max_pending_opens)
         except ValueError as exc:
             raise ConfigError(f"{exc}; fix max_streams / max_pending_opens") from None
-        if self.relay_socket_buffer != 0 and not 4096 <= self.relay_socket_buffer <= 64 << 20:
-            raise ConfigError(
-                f"relay_socket_buffer={self.relay_socket_buffer!r} must be 0 (the kernel "
-                "autotunes) or a byte count from 4096 to 67108864"
-            )
+        try:
+            check_socket_buffer(self.relay_socket_buffer, "relay_socket_buffer")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.node_count not in (1, 3):
             raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
         if self.pairing_code and not (self.install_id and self.state_dir):

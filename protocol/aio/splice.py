@@ -30,6 +30,18 @@ from protocol.exceptions import ConnectionClosed, StreamResetError
 
 #: bytes of kernel send buffer and of receive buffer for a relayed socket (module docstring)
 SOCKET_BUFFER = 256 * 1024
+#: the range a fixed buffer may take (the kernel doubles it and caps it at its own maximum)
+SOCKET_BUFFER_RANGE = (4096, 64 << 20)
+
+
+def check_socket_buffer(value: int, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is 0 (autotune) or in :data:`SOCKET_BUFFER_RANGE`."""
+    low, high = SOCKET_BUFFER_RANGE
+    if value != 0 and not low <= value <= high:
+        raise ValueError(
+            f"{name}={value!r} must be 0 (the kernel autotunes) or a byte count from {low} "
+            f"to {high}"
+        )
 
 
 class SocketRelay(asyncio.Protocol):

@@ -33,7 +33,7 @@ from protocol.aio.aiohttp_upgrade import accept_websocket, handed_back
 from protocol.aio.procstats import process_stats
 from protocol.aio.rpc import RpcHandler, RpcServer, call
 from protocol.aio.session import TunnelSession
-from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, relay
+from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, check_socket_buffer, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
 from protocol.connection import ConnectionConfig, Role
@@ -72,6 +72,18 @@ class HubConfig:
     relay_socket_buffer: int = SOCKET_BUFFER
     #: debug endpoints (raw bytes onto a session, GOAWAY) for tests; off unless asked
     debug_endpoints: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("ping_interval", "ping_timeout", "write_timeout", "open_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+        if self.window_growth_budget < 0:
+            raise ValueError(
+                f"window_growth_budget={self.window_growth_budget!r} must be 0 (no window "
+                "tuning) or a positive byte count"
+            )
+        check_socket_buffer(self.relay_socket_buffer, "relay_socket_buffer")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -556,14 +568,18 @@ def _main(args: Any) -> int:
         settings = Settings(max_streams=args.max_streams, max_pending_opens=args.max_pending_opens)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    config = HubConfig(
-        settings=settings,
-        window_growth_budget=args.window_growth_budget,
-        relay_socket_buffer=args.relay_socket_buffer,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        debug_endpoints=args.debug_endpoints,
-    )
+    try:
+        config = HubConfig(
+            settings=settings,
+            window_growth_budget=args.window_growth_budget,
+            relay_socket_buffer=args.relay_socket_buffer,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+            debug_endpoints=args.debug_endpoints,
+        )
+    except ValueError as exc:  # "<field>=<value> must ...": name the option instead
+        field_name, _, rest = str(exc).partition("=")
+        raise SystemExit(f"pcg-sim hub: --{field_name.replace('_', '-')} {rest}") from None
     hub = Hub(static_tokens(tokens), config)
     return run(
         _serve(hub, args.host, args.port, tls, args.connect_port), use_uvloop=not args.no_uvloop

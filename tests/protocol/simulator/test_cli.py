@@ -1,4 +1,4 @@
-"""pcg-sim's shared rules: plaintext only on loopback."""
+"""pcg-sim's shared rules (plaintext only on loopback) and the hub's option checks."""
 
 from __future__ import annotations
 
@@ -23,3 +23,23 @@ def test_every_simulator_is_registered() -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"hub", "maas", "palette", "nat"} <= set(commands)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--relay-socket-buffer", "5", "--relay-socket-buffer 5 must be 0 (the kernel autotunes)"),
+        ("--relay-socket-buffer", str(1 << 30), "or a byte count from 4096 to 67108864"),
+        ("--ping-interval", "0", "--ping-interval 0.0 must be a positive number of seconds"),
+        ("--ping-timeout", "-1", "--ping-timeout -1.0 must be a positive number of seconds"),
+        ("--window-growth-budget", "-1", "--window-growth-budget -1 must be 0 (no window tuning)"),
+    ],
+)
+def test_hub_refuses_an_option_out_of_range_by_its_name(option: str, value: str, says: str) -> None:
+    args = build_parser().parse_args(
+        ["hub", "--host", "127.0.0.1", "--insecure-ws", "--token", "gw=t", option, value]
+    )
+    with pytest.raises(SystemExit) as exited:
+        args.func(args)  # refused before anything listens
+    message = str(exited.value)
+    assert message.startswith("pcg-sim hub: --") and says in message
