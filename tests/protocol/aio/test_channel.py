@@ -1,5 +1,5 @@
-"""The agent's websocket channel and dial: real sockets on loopback, a real websockets server,
-an in-test HTTP CONNECT proxy, and frames checked by the library's own server-side parser."""
+"""The agent's websocket channel and dial: real sockets on loopback, a real websockets server
+and an in-test HTTP CONNECT proxy (the frames themselves: test_wsframes.py)."""
 
 from __future__ import annotations
 
