@@ -273,9 +273,12 @@ class WebSocketChannel(asyncio.Protocol):
             for item in frames.feed(data):
                 if type(item) is bytes:
                     self._deliver(item)
-                else:
-                    ws.receive_data(cast(Raw, item).data)
-                    self._process(ws)
+                    continue
+                ws.receive_data(cast(Raw, item).data)
+                self._process(ws)
+                if ws.state is not State.OPEN:  # it refused a ping or pong: nothing more
+                    self._frames = None  # from this connection counts (the library's rule)
+                    break
             return
         if frames is not None:  # closing: the library reads the rest, from a frame boundary
             self._frames = None

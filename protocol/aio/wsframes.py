@@ -14,7 +14,8 @@ generator-based parser took 2.3-2.6 us (README, "Performance"). Every other fram
 its part: pings and pongs go through one frame at a time (the library answers the pings), and
 from the first frame the reader does not take on, the reader hands it every byte that follows.
 Those are a close, text, a fragment, reserved bits, wrong masking, an unknown opcode, a payload
-above ``max_size`` (handed over as soon as its header says so, never buffered). The library
+above ``max_size``; each is handed over as soon as its first bytes say so (an oversize payload
+is never buffered). The library
 always starts at a frame boundary, and everything it knows how to refuse it refuses as before.
 """
 
@@ -142,7 +143,17 @@ class FrameReader:
                 return
             first = data[pos]
             second = data[pos + 1]
+            mask_bit = second & _MASKED
             length = second & 0x7F
+            # the library refuses some frames on these two bytes: hand those over at once
+            if first == _BINARY_FIN:
+                taken = (mask_bit != 0) is masked
+            else:  # a ping or pong carries at most 125 bytes, so no extended length
+                taken = (first == _PING_FIN or first == _PONG_FIN) and length < 126
+                taken = taken and (mask_bit != 0) is masked
+            if not taken:
+                self._give_rest(data, pos, out)
+                return
             head = 2
             if length >= 126:
                 head = 4 if length == 126 else 10
@@ -150,21 +161,11 @@ class FrameReader:
                     self._hold(data, pos, head)
                     return
                 length = int.from_bytes(data[pos + 2 : pos + head], "big")
-            mask_bit = second & _MASKED
+            if max_size is not None and length > max_size:
+                self._give_rest(data, pos, out)  # refused on its header alone, never buffered
+                return
             if mask_bit:
                 head += 4
-            if (mask_bit != 0) is not masked:
-                taken = False
-            elif first == _BINARY_FIN:
-                taken = max_size is None or length <= max_size
-            else:
-                taken = (first == _PING_FIN or first == _PONG_FIN) and (
-                    length <= _MAX_CONTROL_PAYLOAD
-                )
-            if not taken:
-                self.handed_over = True
-                out.append(Raw(data[pos:] if pos else data))
-                return
             total = head + length
             if left < total:
                 self._hold(data, pos, total)
@@ -178,6 +179,10 @@ class FrameReader:
             else:
                 out.append(Raw(data[pos : pos + total]))
             pos += total
+
+    def _give_rest(self, data: bytes, pos: int, out: list[bytes | Raw]) -> None:
+        self.handed_over = True
+        out.append(Raw(data[pos:] if pos else data))
 
     def _hold(self, data: bytes, pos: int, need: int) -> None:
         self._parts.append(data[pos:] if pos else data)

@@ -22,6 +22,15 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+def option_error(command: str, exc: ValueError) -> SystemExit:
+    """A config's ``"<field>=<value> must ..."`` refusal, naming the option it came from (any
+    other refusal as it is)."""
+    field_name, equals, rest = str(exc).partition("=")
+    if not equals or not field_name.isidentifier():
+        return SystemExit(f"pcg-sim {command}: {exc}")
+    return SystemExit(f"pcg-sim {command}: --{field_name.replace('_', '-')} {rest}")
+
+
 def add_server_options(parser: argparse.ArgumentParser, insecure_flag: str, plain: str) -> None:
     """Where a simulator listens, its TLS files (checked by :func:`tls_files`), and the tunnel's
     keepalive: the options the hub and the Palette simulator share."""

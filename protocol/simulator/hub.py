@@ -23,6 +23,7 @@ import binascii
 import itertools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -76,7 +77,7 @@ class HubConfig:
     def __post_init__(self) -> None:
         for name in ("ping_interval", "ping_timeout", "write_timeout", "open_timeout"):
             value = getattr(self, name)
-            if not value > 0:
+            if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} must be a positive number of seconds")
         if self.window_growth_budget < 0:
             raise ValueError(
@@ -552,7 +553,7 @@ def _main(args: Any) -> int:
     import ssl
 
     from protocol.aio.loop import run
-    from protocol.simulator.cli import tls_files
+    from protocol.simulator.cli import option_error, tls_files
 
     tls: ssl.SSLContext | None = None
     files = tls_files(
@@ -577,9 +578,8 @@ def _main(args: Any) -> int:
             ping_timeout=args.ping_timeout,
             debug_endpoints=args.debug_endpoints,
         )
-    except ValueError as exc:  # "<field>=<value> must ...": name the option instead
-        field_name, _, rest = str(exc).partition("=")
-        raise SystemExit(f"pcg-sim hub: --{field_name.replace('_', '-')} {rest}") from None
+    except ValueError as exc:
+        raise option_error("hub", exc) from None
     hub = Hub(static_tokens(tokens), config)
     return run(
         _serve(hub, args.host, args.port, tls, args.connect_port), use_uvloop=not args.no_uvloop

@@ -54,7 +54,7 @@ def _users(values: list[str]) -> list[PaletteUser]:
 
 def _main(args: argparse.Namespace) -> int:
     from protocol.aio.loop import run
-    from protocol.simulator.cli import tls_files
+    from protocol.simulator.cli import option_error, tls_files
 
     tls = tls_files(
         args.host, args.cert, args.key, insecure=args.insecure_http, insecure_flag="--insecure-http"
@@ -62,15 +62,18 @@ def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    sim = PaletteSimulator(
-        _users(args.user),
-        args.sso_user,
-        tls=tls,
-        unhealthy_after=args.unhealthy_after,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        state_file=args.state_file,
-    )
+    try:
+        sim = PaletteSimulator(
+            _users(args.user),
+            args.sso_user,
+            tls=tls,
+            unhealthy_after=args.unhealthy_after,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+            state_file=args.state_file,
+        )
+    except ValueError as exc:  # the hub's config refused a keepalive option
+        raise option_error("palette", exc) from None
     return run(_serve(sim, args.host, args.port))
 
 

@@ -80,6 +80,26 @@ def test_reader_hands_over_an_oversized_frame_on_its_header_alone() -> None:
     assert reader.handed_over and reader.feed(b"more") == [Raw(b"more")]
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"\x83\xfe",  # a reserved opcode, then a 16-bit length that has not come yet
+        b"\x82\x7f",  # a binary frame without the mask a server must get
+        b"\x89\xfe",  # a ping announcing more than 125 bytes
+        b"\x02\xfe",  # a binary fragment
+    ],
+)
+def test_reader_hands_over_on_two_bytes_what_the_library_refuses_on_them(start: bytes) -> None:
+    reader = FrameReader(masked=True, max_size=MAX_SIZE)
+    assert reader.feed(start) == [Raw(start)] and reader.handed_over
+
+
+def test_reader_hands_over_a_ping_above_max_size_with_what_follows() -> None:
+    reader = FrameReader(masked=False, max_size=100)
+    wire = Frame(Opcode.PING, bytes(120)).serialize(mask=False) + server_binary_frame(b"after")
+    assert reader.feed(wire) == [Raw(wire)]  # the library fails it (1009) and reads no further
+
+
 def test_reader_hands_over_what_it_held_when_told() -> None:
     reader = FrameReader(masked=False, max_size=None)
     wire = server_binary_frame(pattern(300))

@@ -33,6 +33,7 @@ def test_every_simulator_is_registered() -> None:
         ("--ping-interval", "0", "--ping-interval 0.0 must be a positive number of seconds"),
         ("--ping-timeout", "-1", "--ping-timeout -1.0 must be a positive number of seconds"),
         ("--window-growth-budget", "-1", "--window-growth-budget -1 must be 0 (no window tuning)"),
+        ("--ping-interval", "inf", "--ping-interval inf must be a positive number of seconds"),
     ],
 )
 def test_hub_refuses_an_option_out_of_range_by_its_name(option: str, value: str, says: str) -> None:
@@ -43,3 +44,13 @@ def test_hub_refuses_an_option_out_of_range_by_its_name(option: str, value: str,
         args.func(args)  # refused before anything listens
     message = str(exited.value)
     assert message.startswith("pcg-sim hub: --") and says in message
+
+
+def test_palette_refuses_a_keepalive_option_out_of_range_by_its_name() -> None:
+    args = build_parser().parse_args(
+        ["palette", "--host", "127.0.0.1", "--insecure-http", "--ping-timeout", "0"]
+    )
+    with pytest.raises(SystemExit) as exited:
+        args.func(args)  # refused before anything listens
+    expected = "pcg-sim palette: --ping-timeout 0.0 must be a positive number of seconds"
+    assert str(exited.value) == expected
