@@ -45,8 +45,9 @@ from protocol.frames import (
     encode,
     encode_data_header,
 )
-from protocol.state import SessionInput as J
 from protocol.state import (
+    RECEIVES_DATA,
+    SENDS_DATA,
     SessionState,
     can_send_data,
     peer_may_send,
@@ -54,6 +55,7 @@ from protocol.state import (
     session_transition,
     stream_transition,
 )
+from protocol.state import SessionInput as J
 from protocol.state import StreamInput as I
 from protocol.state import StreamState as S
 from protocol.windows import ReceiveWindow, SendWindow, WindowTuner
@@ -293,7 +295,7 @@ class TunnelConnection:
         Returns 0 when the stream or the session has no credit: wait for WindowUpdated.
         """
         stream = self._streams.get(stream_id)
-        if stream is None or not can_send_data(stream.state):
+        if stream is None or stream.state not in SENDS_DATA:
             state = "closed" if stream is None else stream.state.value
             raise LocalProtocolError(f"cannot send data on stream {stream_id}: it is {state}")
         n = min(len(data), stream.send.available, self._session_send.available)
@@ -302,8 +304,11 @@ class TunnelConnection:
         stream.send.consume(n)
         self._session_send.consume(n)
         # Each chunk is copied into its frame right here, so the caller may reuse its buffer.
-        view = memoryview(data)
         step = self.peer_settings.max_frame_size
+        if n <= step and n == len(data):  # one frame: a small write
+            self._out.append(encode_data_header(stream_id, n) + data)
+            return n
+        view = memoryview(data)
         out = self._out
         for offset in range(0, n, step):
             chunk = view[offset : min(offset + step, n)]
@@ -558,7 +563,7 @@ class TunnelConnection:
             self._unknown_stream(stream_id, "DATA")
             return
         state = stream.state
-        if stream_transition(state, I.RECV_DATA) is None:
+        if state not in RECEIVES_DATA:
             raise self._remote_stream_violation(stream_id, state, I.RECV_DATA)
         stream.recv.receive(n, stream_id)
         if n:

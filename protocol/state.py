@@ -100,6 +100,13 @@ for _state in StreamState:
         STREAM_TRANSITIONS[(_state, I.SEND_RESET)] = S.CLOSED
         STREAM_TRANSITIONS[(_state, I.RECV_RESET)] = S.CLOSED
 
+#: States in which DATA may be sent, and received (neither changes the state): the hot path's
+#: checks, read off the table above.
+SENDS_DATA = frozenset(state for state, event in STREAM_TRANSITIONS if event is I.SEND_DATA)
+RECEIVES_DATA = frozenset(state for state, event in STREAM_TRANSITIONS if event is I.RECV_DATA)
+assert all(STREAM_TRANSITIONS[(s, I.SEND_DATA)] is s for s in SENDS_DATA)
+assert all(STREAM_TRANSITIONS[(s, I.RECV_DATA)] is s for s in RECEIVES_DATA)
+
 #: States in which the peer has said it sends no more DATA: DATA or FIN there is STREAM_CLOSED.
 _REMOTE_FINISHED = frozenset({S.SYN_RECEIVED_REMOTE_CLOSED, S.REMOTE_CLOSED})
 
@@ -117,12 +124,12 @@ def remote_violation_code(state: StreamState, event: StreamInput) -> ErrorCode:
 
 
 def can_send_data(state: StreamState) -> bool:
-    return (state, I.SEND_DATA) in STREAM_TRANSITIONS
+    return state in SENDS_DATA
 
 
 def peer_may_send(state: StreamState) -> bool:
     """Whether the peer may still send DATA, so that granting it credit makes sense."""
-    return (state, I.RECV_DATA) in STREAM_TRANSITIONS
+    return state in RECEIVES_DATA
 
 
 class SessionState(Enum):

@@ -193,7 +193,8 @@ class TunnelStream:
     def try_write(self, data: bytes | memoryview) -> int:
         """Send what the windows allow of ``data`` now; returns how many bytes were taken.
         When fewer than all, :meth:`when_writable` says when to try again."""
-        self._raise_if_failed()
+        if self._error is not None:
+            raise self._error
         if self._local_closed:
             raise ConnectionResetError(f"stream {self.stream_id} is closed for writing")
         n = self.session.conn.send_data(self.stream_id, data)
