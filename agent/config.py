@@ -22,6 +22,7 @@ from agent.exceptions import ConfigError
 from protocol.aio.backoff import BackoffPolicy
 from protocol.aio.proxy import ProxySettings
 from protocol.aio.splice import check_socket_buffer
+from protocol.connection import check_seconds
 from protocol.frames import Settings
 
 ENV_PREFIX = "PCG_"
@@ -87,17 +88,11 @@ class AgentConfig:
             raise ConfigError(
                 f"hub_url={self.hub_url!r} must look like wss://palette.example.com/v1/tunnel"
             )
-        for name in (
-            "ping_interval",
-            "ping_timeout",
-            "write_timeout",
-            "open_timeout",
-            "connect_timeout",
-            "drain_timeout",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ConfigError(f"{name}={value!r} must be a positive number of seconds")
+        try:
+            check_seconds(self, "ping_interval", "ping_timeout", "write_timeout", "open_timeout",
+                          "connect_timeout", "drain_timeout")  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.ping_interval + self.ping_timeout > 60:
             raise ConfigError(
                 f"ping_interval + ping_timeout = {self.ping_interval + self.ping_timeout}s; "

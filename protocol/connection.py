@@ -10,6 +10,7 @@ current time (any monotonic clock, in seconds) wherever it is asked for.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,15 @@ class Role(enum.Enum):
     SERVER = "server"
 
 
+def check_seconds(config: object, *names: str) -> None:
+    """Raise ``ValueError`` for the first of ``names`` that is not, on ``config``, a positive
+    and finite number of seconds (the config classes of the core, the hub and the agent)."""
+    for name in names:
+        value = getattr(config, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     role: Role
@@ -93,11 +103,7 @@ class ConnectionConfig:
     def __post_init__(self) -> None:
         if not self.versions:
             raise ValueError("versions must name at least one protocol version")
-        if self.ping_interval <= 0 or self.ping_timeout <= 0:
-            raise ValueError(
-                f"ping_interval={self.ping_interval} and ping_timeout={self.ping_timeout} "
-                "must both be positive"
-            )
+        check_seconds(self, "ping_interval", "ping_timeout")
 
 
 class _Stream:

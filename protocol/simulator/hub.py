@@ -23,7 +23,6 @@ import binascii
 import itertools
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -37,7 +36,7 @@ from protocol.aio.session import TunnelSession
 from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, check_socket_buffer, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
-from protocol.connection import ConnectionConfig, Role
+from protocol.connection import ConnectionConfig, Role, check_seconds
 from protocol.exceptions import (
     ConnectionClosed,
     LocalProtocolError,
@@ -75,10 +74,7 @@ class HubConfig:
     debug_endpoints: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("ping_interval", "ping_timeout", "write_timeout", "open_timeout"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+        check_seconds(self, "ping_interval", "ping_timeout", "write_timeout", "open_timeout")
         if self.window_growth_budget < 0:
             raise ValueError(
                 f"window_growth_budget={self.window_growth_budget!r} must be 0 (no window "
