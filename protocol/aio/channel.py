@@ -276,20 +276,23 @@ class WebSocketChannel(asyncio.Protocol):
                     continue
                 ws.receive_data(cast(Raw, item).data)
                 self._process(ws)
-                if ws.state is not State.OPEN:  # it refused a ping or pong: nothing more
-                    self._frames = None  # from this connection counts (the library's rule)
+                if ws.state is not State.OPEN:  # it refused a ping or pong: the rest is its
+                    self._frames_to_library(ws)  # to discard
                     break
             return
-        if frames is not None:  # closing: the library reads the rest, from a frame boundary
-            self._frames = None
-            held = frames.hand_over()
-            if held:
-                ws.receive_data(held)
+        self._frames_to_library(ws)  # not open (any more): the library reads every byte
         opening = ws.state is State.CONNECTING
         ws.receive_data(data)
         if opening:
             self._after_response(ws, data)
         self._process(ws)
+
+    def _frames_to_library(self, ws: ClientProtocol | ServerProtocol) -> None:
+        """From now on the library reads every byte, from the start of the frame the reader
+        holds, if any (its parser is at that frame's boundary)."""
+        frames, self._frames = self._frames, None
+        if frames is not None and (held := frames.hand_over()):
+            ws.receive_data(held)
 
     def _after_response(self, ws: ClientProtocol | ServerProtocol, data: bytes) -> None:
         """Client: once the 101 is read, read frames ourselves if no byte followed it (our hub
@@ -303,11 +306,7 @@ class WebSocketChannel(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         ws = self._ws
         if ws is not None:
-            frames, self._frames = self._frames, None
-            if frames is not None:
-                held = frames.hand_over()
-                if held:
-                    ws.receive_data(held)
+            self._frames_to_library(ws)
             ws.receive_eof()
             self._process(ws)
         return None  # let the transport close

@@ -5,7 +5,7 @@ are, on both sides of a real :class:`WebSocketChannel` (over a transport that re
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,7 @@ from websockets.uri import parse_uri
 
 from protocol.aio.channel import WebSocketChannel
 from protocol.aio.wsframes import FrameReader, MaskKeys, Raw, binary_frame, server_binary_frame
+from tests.support.channel import Collector
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20]
 MAX_SIZE = 100_000
@@ -160,23 +161,6 @@ class RecordingTransport:
         pass
 
     def resume_reading(self) -> None:
-        pass
-
-
-@dataclass
-class Collector:
-    messages: list[bytes | str] = field(default_factory=list)
-
-    def message_received(self, message: bytes | str) -> None:
-        self.messages.append(message)
-
-    def channel_lost(self, exc: Exception | None) -> None:
-        pass
-
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
         pass
 
 
