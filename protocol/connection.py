@@ -50,8 +50,6 @@ from protocol.state import (
     RECEIVES_DATA,
     SENDS_DATA,
     SessionState,
-    can_send_data,
-    peer_may_send,
     remote_violation_code,
     session_transition,
     stream_transition,
@@ -324,7 +322,7 @@ class TunnelConnection:
     def sendable(self, stream_id: int) -> int:
         """Bytes :meth:`send_data` would take on this stream now."""
         stream = self._streams.get(stream_id)
-        if stream is None or not can_send_data(stream.state):
+        if stream is None or stream.state not in SENDS_DATA:
             return 0
         return min(stream.send.available, self._session_send.available)
 
@@ -351,7 +349,7 @@ class TunnelConnection:
         if stream is None or n == 0:
             return
         increment = stream.recv.acknowledge(n, self._now, self._tuner)
-        if increment and peer_may_send(stream.state):
+        if increment and stream.state in RECEIVES_DATA:  # credit the peer can still use
             self._queue_urgent(Window(stream_id, increment))
 
     def go_away(

@@ -100,8 +100,8 @@ for _state in StreamState:
         STREAM_TRANSITIONS[(_state, I.SEND_RESET)] = S.CLOSED
         STREAM_TRANSITIONS[(_state, I.RECV_RESET)] = S.CLOSED
 
-#: States in which DATA may be sent, and received (neither changes the state): the hot path's
-#: checks, read off the table above.
+#: States in which DATA may be sent, and received (neither changes the state), read off the
+#: table above: the checks of every DATA frame.
 SENDS_DATA = frozenset(state for state, event in STREAM_TRANSITIONS if event is I.SEND_DATA)
 RECEIVES_DATA = frozenset(state for state, event in STREAM_TRANSITIONS if event is I.RECV_DATA)
 assert all(STREAM_TRANSITIONS[(s, I.SEND_DATA)] is s for s in SENDS_DATA)
@@ -121,15 +121,6 @@ def remote_violation_code(state: StreamState, event: StreamInput) -> ErrorCode:
     if state in _REMOTE_FINISHED and event in (I.RECV_DATA, I.RECV_FIN):
         return ErrorCode.STREAM_CLOSED
     return ErrorCode.PROTOCOL_ERROR
-
-
-def can_send_data(state: StreamState) -> bool:
-    return state in SENDS_DATA
-
-
-def peer_may_send(state: StreamState) -> bool:
-    """Whether the peer may still send DATA, so that granting it credit makes sense."""
-    return state in RECEIVES_DATA
 
 
 class SessionState(Enum):

@@ -118,7 +118,7 @@ class FrameReader:
             self._split(joined, 0, out)
         if pos < len(data):
             if self.handed_over:
-                out.append(Raw(data[pos:] if pos else data))
+                self._give_rest(data, pos, out)
             else:
                 self._split(data, pos, out)
         return out
