@@ -32,6 +32,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -136,6 +137,7 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
     (workdir / "tunnel").mkdir()
     openssh = find_openssh()
     ssh = None
+    ssh_unavailable = openssh if isinstance(openssh, str) else None  # why ssh -R is left out
     if not isinstance(openssh, str):
         ssh = SshReverseForward(openssh, workdir / "ssh", origin_port)
     results: dict[str, Any] = {}
@@ -152,7 +154,12 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
             )
         }
         if ssh is not None:
-            await ssh.start()
+            try:
+                await ssh.start()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                ssh.stop()
+                ssh, ssh_unavailable = None, f"OpenSSH did not start: {exc}"
+        if ssh is not None:
             assert ssh.sshd is not None and ssh.client is not None
             sshd, client = ssh.sshd.pid, ssh.client.pid
             paths["ssh"] = Route(
@@ -176,7 +183,7 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
         tunnel.stop()
         server.close()
     return {"benchmark": "placement", "mode": profile.name, "cpus": len(allowed),
-            "ssh_unavailable": None if ssh is not None else openssh,  # why ssh -R was left out
+            "ssh_unavailable": ssh_unavailable,
             "placements": results}  # fmt: skip
 
 
