@@ -22,7 +22,7 @@ from agent.exceptions import ConfigError
 from protocol.aio.backoff import BackoffPolicy
 from protocol.aio.proxy import ProxySettings
 from protocol.aio.splice import check_socket_buffer
-from protocol.connection import check_seconds
+from protocol.connection import check_growth_budget, check_seconds
 from protocol.frames import Settings
 
 ENV_PREFIX = "PCG_"
@@ -91,6 +91,8 @@ class AgentConfig:
         try:
             check_seconds(self, "ping_interval", "ping_timeout", "write_timeout", "open_timeout",
                           "connect_timeout", "drain_timeout")  # fmt: skip
+            check_growth_budget(self.window_growth_budget)
+            check_socket_buffer(self.relay_socket_buffer, "relay_socket_buffer")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if self.ping_interval + self.ping_timeout > 60:
@@ -106,10 +108,6 @@ class AgentConfig:
             Settings(max_streams=self.max_streams, max_pending_opens=self.max_pending_opens)
         except ValueError as exc:
             raise ConfigError(f"{exc}; fix max_streams / max_pending_opens") from None
-        try:
-            check_socket_buffer(self.relay_socket_buffer, "relay_socket_buffer")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         if self.node_count not in (1, 3):
             raise ConfigError(f"node_count={self.node_count} must be 1 (no HA) or 3 (HA)")
         if self.pairing_code and not (self.install_id and self.state_dir):

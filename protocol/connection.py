@@ -80,6 +80,12 @@ def check_seconds(config: object, *names: str) -> None:
             raise ValueError(f"{name}={value!r} must be a positive number of seconds")
 
 
+def check_growth_budget(value: int, name: str = "window_growth_budget") -> None:
+    """Raise ``ValueError`` unless ``value`` is a window growth budget: 0 or more bytes."""
+    if value < 0:
+        raise ValueError(f"{name}={value!r} must be 0 (no window tuning) or a positive byte count")
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     role: Role
@@ -102,6 +108,7 @@ class ConnectionConfig:
         if not self.versions:
             raise ValueError("versions must name at least one protocol version")
         check_seconds(self, "ping_interval", "ping_timeout")
+        check_growth_budget(self.window_growth_budget)
 
 
 class _Stream:

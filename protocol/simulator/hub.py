@@ -36,7 +36,7 @@ from protocol.aio.session import TunnelSession
 from protocol.aio.splice import SOCKET_BUFFER, SocketRelay, check_socket_buffer, relay
 from protocol.aio.stream import TunnelStream
 from protocol.codes import ErrorCode
-from protocol.connection import ConnectionConfig, Role, check_seconds
+from protocol.connection import ConnectionConfig, Role, check_growth_budget, check_seconds
 from protocol.exceptions import (
     ConnectionClosed,
     LocalProtocolError,
@@ -75,11 +75,7 @@ class HubConfig:
 
     def __post_init__(self) -> None:
         check_seconds(self, "ping_interval", "ping_timeout", "write_timeout", "open_timeout")
-        if self.window_growth_budget < 0:
-            raise ValueError(
-                f"window_growth_budget={self.window_growth_budget!r} must be 0 (no window "
-                "tuning) or a positive byte count"
-            )
+        check_growth_budget(self.window_growth_budget)
         check_socket_buffer(self.relay_socket_buffer, "relay_socket_buffer")
 
 

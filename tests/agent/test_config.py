@@ -57,6 +57,7 @@ def test_default_allowlist_is_the_maas_endpoint(tmp_path: Path) -> None:
         ("log_format: xml\n", "log_format='xml'"),
         ("ca_bundle: /nonexistent/ca.pem\n", "is not a file"),
         ("relay_socket_buffer: 100\n", "relay_socket_buffer=100 must be 0 (the kernel"),
+        ("window_growth_budget: -1\n", "window_growth_budget=-1 must be 0 (no window tuning"),
     ],
 )
 def test_bad_values_are_named_with_what_to_do(tmp_path: Path, extra: str, message: str) -> None:

@@ -3,6 +3,8 @@ a cap and within one budget per session; stalled streams never grow."""
 
 from __future__ import annotations
 
+import pytest
+
 from protocol import events as ev
 from protocol.connection import ConnectionConfig, Role, TunnelConnection
 from protocol.frames import Settings
@@ -105,3 +107,8 @@ def test_tuning_can_be_turned_off() -> None:
     window.receive(64 * KiB, 1)
     window.acknowledge(64 * KiB, 0.001, conn._tuner)
     assert window.size == 64 * KiB
+
+
+def test_a_negative_budget_is_refused_with_its_value() -> None:
+    with pytest.raises(ValueError, match=r"window_growth_budget=-1 must be 0 \(no window tuning\)"):
+        ConnectionConfig(Role.SERVER, window_growth_budget=-1)
