@@ -9,6 +9,8 @@ stream, on arrival for the session. Only DATA payload bytes count.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from protocol.codes import ErrorCode
 from protocol.exceptions import LocalProtocolError, RemoteProtocolError
 from protocol.frames import MAX_WINDOW
@@ -113,7 +115,7 @@ class WindowTuner:
 
     #: round-trip times below this are taken as this: a clock or a link that fast says nothing
     #: useful about whether a window is the limit
-    MIN_RTT = 0.001
+    MIN_RTT: ClassVar[float] = 0.001
 
     def maybe_grow(self, window: ReceiveWindow, now: float) -> None:
         if self.rtt is None:

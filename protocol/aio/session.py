@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast
 
 from protocol import events as ev
 from protocol.aio.stream import TunnelStream
@@ -52,7 +52,6 @@ class Transport(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-@runtime_checkable
 class Channel(Protocol):
     """Whole binary messages, pushed: once attached, the channel calls the session's
     ``message_received``, ``channel_lost``, ``pause_writing`` and ``resume_writing``."""
@@ -115,8 +114,10 @@ class TunnelSession:
         # the transport as the kind it is: a channel pushes, a transport is pulled by two tasks
         self._channel: Channel | None = None
         self._pull: Transport | None = None
-        if isinstance(transport, Channel):
-            self._channel = transport
+        # told apart by what they have, not isinstance: a Protocol class checked at run time
+        # does not survive compilation (docs/native.md)
+        if hasattr(transport, "attach"):
+            self._channel = cast(Channel, transport)
         else:
             self._pull = transport
         self._flush_scheduled = False

@@ -124,25 +124,30 @@ class SocketRelay(asyncio.Protocol):
 
     # ------------------------------------------------------------------ internals
 
-    def _send(self, view: memoryview) -> None:
+    def _send(self, view: memoryview) -> bool:
+        """Write ``view`` to the stream; False if some of it waits for credit (``_pending``)."""
         try:
             n = self.stream.try_write(view)
         except (StreamResetError, ConnectionClosed, ConnectionResetError):
             if self.transport is not None:
                 self.transport.abort()
             self._resolve()
-            return
+            return True
         if n < len(view):
             self._pending = view[n:]
             assert self.transport is not None
             self.transport.pause_reading()
             self.stream.when_writable(self._resume)
+            return False
+        return True
 
     def _resume(self) -> None:
+        # what _send returns, not a second look at self._pending: that was just set to None
+        # here, and compiled code (docs/native.md) trusts the type it was narrowed to
         view, self._pending = self._pending, None
-        if view is not None:
-            self._send(view)
-        if self._pending is None and self.transport is not None and not self.done.done():
+        if view is not None and not self._send(view):
+            return
+        if self.transport is not None and not self.done.done():
             if self._socket_eof:
                 self._end_upstream()
             else:

@@ -5,6 +5,7 @@ the protocol's own error ever escapes."""
 from __future__ import annotations
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -202,6 +203,17 @@ def test_second_hello() -> None:
     server = open_server()
     events = server.receive_data(encode(Hello((1,), (), Settings())), 0.0)
     assert_ended_with(server, events, ErrorCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "64", None], ids=repr)
+def test_hello_settings_must_be_integers(value: object) -> None:
+    """The same answer compiled or not (protocol/NATIVE.md): a bool is not taken as 1."""
+    frame = msgpack.unpackb(encode(Hello((1,), (), Settings())))
+    frame[-1]["max_streams"] = value  # [type, stream 0, body]
+    server = TunnelConnection(ConnectionConfig(Role.SERVER))
+    events = server.receive_data(msgpack.packb(frame), 0.0)
+    assert_ended_with(server, events, ErrorCode.PROTOCOL_ERROR)
+    assert f"max_streams={value!r}" in events[-1].message
 
 
 def test_nothing_is_processed_after_the_session_ended() -> None:
