@@ -4,7 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest pytest-pure native demo bench clean
+
+# NATIVE=0 skips the compiled build (protocol/NATIVE.md); without a C compiler it is skipped too
+NATIVE ?= 1
+NATIVE_SOURCES := $(wildcard protocol/*.py protocol/aio/*.py)
+NATIVE_MANIFEST := protocol/native-build.json
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +24,39 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy protocol agent installer
 
-pytest: $(STAMP)
+ifeq ($(NATIVE),1)
+native: $(NATIVE_MANIFEST)
+else
+native:
+endif
+
+$(NATIVE_MANIFEST): $(STAMP) setup.py $(NATIVE_SOURCES)
+	@if command -v "$${CC:-cc}" >/dev/null 2>&1; then \
+	  echo "compiling the tunnel's data path with mypyc (protocol/NATIVE.md)"; \
+	  rm -rf build/native; \
+	  PCG_NATIVE=1 $(BIN)/python setup.py -q build_ext --inplace \
+	    --build-temp build/native/temp --build-lib build/native/lib >build-native.log 2>&1 \
+	    || { cat build-native.log; exit 1; }; \
+	else \
+	  echo "no C compiler ($${CC:-cc}): the tunnel runs as pure Python; install gcc to compile it"; \
+	fi
+
+pytest: native
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# the same core and asyncio tests once more on the pure-Python modules (the fallback); the
+# slow one builds a compiled wheel, which the first pass did
+pytest-pure: $(STAMP)
+	PCG_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests/protocol
 
-demo: $(STAMP)
+test: lint typecheck pytest pytest-pure
+
+demo: native
 	$(BIN)/python -m installer.demo
 
-bench: $(STAMP)
+bench: native
 	$(BIN)/python bench/protocol_core.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build build-native.log
+	rm -f $(NATIVE_MANIFEST) *.so protocol/*.so protocol/aio/*.so

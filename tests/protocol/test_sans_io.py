@@ -48,3 +48,12 @@ def test_protocol_never_imports_agent_or_installer() -> None:
     for path in PROTOCOL.rglob("*.py"):
         for module in imported_modules(path):
             assert module.split(".")[0] not in {"agent", "installer"}, f"{path} imports {module}"
+
+
+def test_the_package_root_imports_only_the_build_selector() -> None:
+    """protocol/__init__ reads files on import for one reason: protocol.native picks the
+    compiled or the pure-Python build before any core module loads (protocol/NATIVE.md). No
+    core module imports it."""
+    assert imported_modules(PROTOCOL / "__init__.py") - {"__future__"} == {"protocol.native"}
+    for name in CORE:
+        assert "protocol.native" not in imported_modules(PROTOCOL / f"{name}.py"), name

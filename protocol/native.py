@@ -1,0 +1,125 @@
+"""Which build of the tunnel's data path runs: compiled with mypyc, or pure Python.
+
+``setup.py`` compiles the modules of the per-message path to C extensions when built with
+``PCG_NATIVE=1`` (``make native`` does it in a checkout), and writes ``native-build.json``
+beside them: the compiled modules, and a SHA-256 of every source of :mod:`protocol` and
+:mod:`protocol.aio` they were compiled from. Python imports an extension module before the
+``.py`` file of the same name, so a checkout whose sources changed after the build would run
+the old code. On import of :mod:`protocol`, :func:`select` therefore lets the compiled modules
+load only while every source still matches the manifest and ``PCG_NATIVE`` is not ``0``;
+otherwise all of them load from their ``.py`` files (all or none: compiled modules call each
+other's classes directly). A stale build says so once, as a ``RuntimeWarning``.
+:data:`STATUS` tells which build runs and why; NATIVE.md has the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+#: the environment variable: "0" runs pure Python even where a fresh compiled build is present
+ENV = "PCG_NATIVE"
+MANIFEST = "native-build.json"
+#: where the compiled modules live: the package root and its asyncio binding
+_PACKAGE_DIRS = ("", "aio")
+
+
+@dataclass(frozen=True, slots=True)
+class NativeStatus:
+    compiled: bool
+    #: why: for a pure-Python run, what to do to get the compiled one
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class SourceFinder(importlib.abc.MetaPathFinder):
+    """Loads ``names`` from their ``.py`` files under ``root`` even where an extension module
+    of the same name sits beside them."""
+
+    def __init__(self, root: Path, names: frozenset[str]) -> None:
+        self.root = root
+        self.names = names
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.names:
+            return None
+        source = self.root.parent.joinpath(*fullname.split(".")).with_suffix(".py")
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def compiled_modules(root: Path) -> frozenset[str]:
+    """The modules of the package at ``root`` that have an extension module for this Python."""
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    found: set[str] = set()
+    for sub in _PACKAGE_DIRS:
+        prefix = ".".join(p for p in (root.name, sub) if p)
+        for path in (root / sub).iterdir():
+            suffix = next((s for s in suffixes if path.name.endswith(s)), None)
+            if suffix is not None:
+                found.add(f"{prefix}.{path.name.removesuffix(suffix)}")
+    return frozenset(found)
+
+
+def stale_reason(root: Path, compiled: frozenset[str]) -> str | None:
+    """Why the compiled build at ``root`` must not run, or None if it matches its sources."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        modules = frozenset(manifest["modules"])
+        sources: Mapping[str, str] = manifest["sources"]
+    except FileNotFoundError:
+        return f"compiled modules but no {MANIFEST}: rebuild with `make native` or remove them"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{MANIFEST} is unreadable ({exc}): rebuild with `make native`"
+    if modules != compiled:
+        return f"the compiled modules do not match {MANIFEST}: rebuild with `make native`"
+    for name, digest in sources.items():
+        source = root.parent / name
+        try:
+            current = hashlib.sha256(source.read_bytes()).hexdigest()
+        except OSError:
+            current = None
+        if current != digest:
+            return f"{name} changed since the compiled build: rebuild with `make native`"
+    return None
+
+
+def select(root: Path, environ: Mapping[str, str]) -> tuple[NativeStatus, SourceFinder | None]:
+    """The build to run for the package at ``root``, and the finder that makes it pure Python
+    (None when the compiled modules may load, or there are none)."""
+    compiled = compiled_modules(root)
+    if not compiled:
+        return NativeStatus(False, "pure Python (no compiled build)"), None
+    problem = stale_reason(root, compiled)
+    if problem is None and environ.get(ENV, "1") != "0":
+        return NativeStatus(True, "compiled with mypyc"), None
+    finder = SourceFinder(root, compiled)
+    if problem is None:
+        return NativeStatus(False, f"pure Python ({ENV}=0)"), finder
+    return NativeStatus(False, f"pure Python: {problem}"), finder
+
+
+def _install() -> NativeStatus:
+    status, finder = select(Path(__file__).resolve().parent, os.environ)
+    if finder is not None:
+        sys.meta_path.insert(0, finder)
+        if os.environ.get(ENV) != "0":  # a stale build: say so, once
+            warnings.warn(f"protocol: running {status}", RuntimeWarning, stacklevel=2)
+    return status
+
+
+#: the build this process runs
+STATUS = _install()
