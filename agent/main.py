@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import protocol
 from agent import __version__, logs
 from agent.config import AgentConfig, load
 from agent.credentials import CredentialStore
@@ -82,11 +83,12 @@ async def run(config: AgentConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, client.stop)
     log.info(
-        "agent starting gateway=%s version=%s allowlist=%s dead_peer_bound=%.0fs",
+        "agent starting gateway=%s version=%s allowlist=%s dead_peer_bound=%.0fs data_path=%r",
         config.gateway_name,
         __version__,
         ",".join(config.relay_allowlist) or "(empty)",
         config.dead_peer_bound,
+        str(protocol.NATIVE),
     )
     try:
         await client.run()

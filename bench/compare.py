@@ -50,6 +50,7 @@ import _tunnel_support as support  # noqa: E402
 from _ssh_support import OpenSsh, SshReverseForward, find_openssh  # noqa: E402
 from _tunnel_support import HOST, Tunnel, start_origin, summarize_ms  # noqa: E402
 
+import protocol  # noqa: E402
 from protocol.aio.loop import run as run_loop  # noqa: E402
 
 MiB = 1024 * 1024
@@ -287,6 +288,7 @@ def run(profile: Profile) -> dict[str, Any]:
         "mode": profile.name,
         "python": platform.python_version(),
         "uvloop": uvloop_version,
+        "data_path": str(protocol.NATIVE),  # the hub and the agent run the same build
         "cpus": os.cpu_count(),
         "host": HOST,
         **measured,
@@ -379,6 +381,7 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"Python {result['python']}, bench process (origin and callers) on "
         f"{result['bench_loop']}, hub and agent on {result['hub_agent_loop']} (uvloop "
         f"{result['uvloop'] or 'not installed'}); {result['cpus']} CPUs; all on {result['host']}.",
+        f"Tunnel data path (hub and agent): {result['data_path']}.",
         f"{ssh.get('version', 'OpenSSH')}: cipher {ssh.get('cipher', '?')} (MAC "
         f"{ssh.get('mac', '?')}), compression {ssh.get('compression', '?')} (the ssh default: "
         f"Compression {ssh.get('compression_configured', '?')}).",

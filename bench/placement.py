@@ -48,6 +48,7 @@ import _tunnel_support as support  # noqa: E402
 from _ssh_support import SshReverseForward, find_openssh, process_tree  # noqa: E402
 from _tunnel_support import HOST, Tunnel, keepalive_latencies, start_origin  # noqa: E402
 
+import protocol  # noqa: E402
 from protocol.aio.loop import run as run_loop  # noqa: E402
 
 #: name -> CPU index (of the ones this process may use) for relay A (hub, sshd), relay B
@@ -183,6 +184,7 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
         tunnel.stop()
         server.close()
     return {"benchmark": "placement", "mode": profile.name, "cpus": len(allowed),
+            "data_path": str(protocol.NATIVE),
             "ssh_unavailable": ssh_unavailable,
             "placements": results}  # fmt: skip
 
@@ -192,6 +194,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"keep-alive c1 p50, ms, and the relays' CPU per request, us ({result['cpus']} CPUs; "
         "'|' separates CPUs; A: hub / sshd, B: agent / ssh client)",
+        f"tunnel data path (hub and agent): {result['data_path']}",
     ]
     if not has_ssh:
         lines.append(f"ssh -R left out: {result['ssh_unavailable']}")

@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout that is not installed
     sys.path.insert(0, str(REPO_ROOT))
 
+import protocol  # noqa: E402
 from protocol import events as ev  # noqa: E402
 from protocol.aio.procstats import rss_bytes  # noqa: E402
 from protocol.codes import FrameType  # noqa: E402
@@ -455,6 +456,7 @@ def run(profile: Profile) -> dict[str, Any]:
         "mode": profile.name,
         "python": platform.python_version(),
         "msgpack": ".".join(str(part) for part in msgpack.version),
+        "core": str(protocol.NATIVE),
         "rounds": profile.rounds,
         "round_seconds": profile.round_seconds,
         "ratio": "core rate / raw msgpack rate, median of per-round ratios",
@@ -475,7 +477,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"Protocol core benchmark ({result['mode']}): Python {result['python']}, "
         f"msgpack {result['msgpack']}, {result['rounds']} rounds x {result['round_seconds']} s, "
-        "medians",
+        f"medians; core {result['core']}",
         "core/raw = core rate divided by raw msgpack packb+unpackb rate of the same frames, "
         "measured in alternating rounds",
         "",

@@ -68,6 +68,7 @@ from _tunnel_support import (  # noqa: E402
     time_transfer,
 )
 
+import protocol  # noqa: E402
 from protocol.aio.loop import run as run_loop  # noqa: E402
 
 MiB = 1024 * 1024
@@ -426,6 +427,7 @@ def run(profile: Profile) -> dict[str, Any]:
         "mode": profile.name,
         "python": platform.python_version(),
         "uvloop": uvloop_version,
+        "data_path": str(protocol.NATIVE),  # the hub and the agent run the same build
         "cpus": os.cpu_count(),
         "host": HOST,
         "loops": loops,
@@ -454,7 +456,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"Tunnel benchmark ({result['mode']}): Python {result['python']}, "
         f"uvloop {result['uvloop'] or 'not installed'}, {result['cpus']} CPUs, all on "
-        f"{result['host']}",
+        f"{result['host']}; data path {result['data_path']}",
         "path: caller -> hub CONNECT listener -> websocket -> agent -> origin (raw asyncio TCP)",
     ]
     for name, loop in result["loops"].items():
