@@ -201,6 +201,7 @@ class Tunnel:
     use_uvloop: bool
     allow_port: int
     wide_streams: int = 0  # > 0: start both through ``wide`` with room for that many streams
+    env: dict[str, str] = field(default_factory=dict)  # for both processes, e.g. PCG_NATIVE
     hub: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
     connect_addr: tuple[str, int] = (HOST, 0)
@@ -229,7 +230,7 @@ class Tunnel:
             limits = {"max_streams": wide.max_streams, "max_pending_opens": wide.max_pending_opens}
         hub_log = self.workdir / "hub.log"
         with open(hub_log, "ab") as log:
-            self.hub = spawn(args, stdout=subprocess.PIPE, stderr=log)
+            self.hub = spawn(args, stdout=subprocess.PIPE, stderr=log, env=self.env)
         ready = await read_json_line(self.hub, timeout, "the hub", hub_log)
         host, _, connect_port = ready["connect"].rpartition(":")
         self.connect_addr = (host, int(connect_port))
@@ -255,7 +256,7 @@ class Tunnel:
                 self._entry("agent") + ["-c", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={"PCG_USE_UVLOOP": "true" if self.use_uvloop else "false"},
+                env={**self.env, "PCG_USE_UVLOOP": "true" if self.use_uvloop else "false"},
             )
         deadline = time.monotonic() + timeout
         while "tunnel up" not in agent_log.read_text(errors="replace"):
