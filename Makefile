@@ -10,6 +10,8 @@ STAMP  := $(VENV)/.installed
 NATIVE ?= 1
 NATIVE_SOURCES := $(wildcard protocol/*.py protocol/aio/*.py)
 NATIVE_MANIFEST := protocol/native-build.json
+export HAVE_HEADERS := import os, sys, sysconfig; \
+  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,14 +33,16 @@ native:
 endif
 
 $(NATIVE_MANIFEST): $(STAMP) setup.py $(NATIVE_SOURCES)
-	@if command -v "$${CC:-cc}" >/dev/null 2>&1; then \
+	@if ! command -v "$${CC:-cc}" >/dev/null 2>&1; then \
+	  echo "no C compiler ($${CC:-cc}): the tunnel runs as pure Python; install gcc to compile it"; \
+	elif ! $(BIN)/python -c "$$HAVE_HEADERS"; then \
+	  echo "no Python.h for $(BIN)/python: the tunnel runs as pure Python; install python3-dev"; \
+	else \
 	  echo "compiling the tunnel's data path with mypyc (protocol/NATIVE.md)"; \
 	  rm -rf build/native; \
 	  PCG_NATIVE=1 $(BIN)/python setup.py -q build_ext --inplace \
 	    --build-temp build/native/temp --build-lib build/native/lib >build-native.log 2>&1 \
 	    || { cat build-native.log; exit 1; }; \
-	else \
-	  echo "no C compiler ($${CC:-cc}): the tunnel runs as pure Python; install gcc to compile it"; \
 	fi
 
 pytest: native

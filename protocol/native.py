@@ -29,6 +29,8 @@ from types import ModuleType
 
 #: the environment variable: "0" runs pure Python even where a fresh compiled build is present
 ENV = "PCG_NATIVE"
+_OFF = frozenset({"0", "false", "no", "off"})
+_ON = frozenset({"", "1", "true", "yes", "on"})
 MANIFEST = "native-build.json"
 #: where the compiled modules live: the package root and its asyncio binding
 _PACKAGE_DIRS = ("", "aio")
@@ -39,6 +41,8 @@ class NativeStatus:
     compiled: bool
     #: why: for a pure-Python run, what to do to get the compiled one
     reason: str
+    #: whether the user should hear of it: a stale build, or a PCG_NATIVE value it could not read
+    warn: bool = False
 
     def __str__(self) -> str:
         return self.reason
@@ -104,20 +108,25 @@ def select(root: Path, environ: Mapping[str, str]) -> tuple[NativeStatus, Source
     if not compiled:
         return NativeStatus(False, "pure Python (no compiled build)"), None
     problem = stale_reason(root, compiled)
-    if problem is None and environ.get(ENV, "1") != "0":
-        return NativeStatus(True, "compiled with mypyc"), None
+    wanted = environ.get(ENV, "1").strip().lower()
+    if problem is None and wanted not in _OFF:
+        if wanted in _ON:
+            return NativeStatus(True, "compiled with mypyc"), None
+        note = f"{ENV}={environ[ENV]!r} is not 0 or 1: taken as 1"
+        return NativeStatus(True, f"compiled with mypyc ({note})", warn=True), None
     finder = SourceFinder(root, compiled)
     if problem is None:
-        return NativeStatus(False, f"pure Python ({ENV}=0)"), finder
-    return NativeStatus(False, f"pure Python: {problem}"), finder
+        return NativeStatus(False, f"pure Python ({ENV}={environ[ENV]})"), finder
+    # a stale build is news, unless pure Python is what was asked for
+    return NativeStatus(False, f"pure Python: {problem}", warn=wanted not in _OFF), finder
 
 
 def _install() -> NativeStatus:
     status, finder = select(Path(__file__).resolve().parent, os.environ)
     if finder is not None:
         sys.meta_path.insert(0, finder)
-        if os.environ.get(ENV) != "0":  # a stale build: say so, once
-            warnings.warn(f"protocol: running {status}", RuntimeWarning, stacklevel=2)
+    if status.warn:
+        warnings.warn(f"protocol: running {status}", RuntimeWarning, stacklevel=2)
     return status
 
 

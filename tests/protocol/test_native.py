@@ -54,7 +54,8 @@ def test_a_changed_source_runs_pure_python_and_names_the_file(tmp_path: Path) ->
     status, finder = native.select(root, {})
     assert not status.compiled
     assert "protocol/aio/session.py changed since the compiled build" in status.reason
-    assert "make native" in status.reason
+    assert "make native" in status.reason and status.warn
+    assert not native.select(root, {native.ENV: "0"})[0].warn  # pure Python was asked for
     assert finder is not None and finder.names == {"protocol.frames", "protocol._compiled__mypyc"}
 
 
@@ -79,7 +80,20 @@ def test_a_build_that_cannot_be_trusted_runs_pure_python(tmp_path: Path, damage,
 def test_the_environment_turns_a_good_build_off(tmp_path: Path) -> None:
     status, finder = native.select(fake_build(tmp_path), {native.ENV: "0"})
     assert not status.compiled and finder is not None
-    assert status.reason == "pure Python (PCG_NATIVE=0)"
+    assert status.reason == "pure Python (PCG_NATIVE=0)" and not status.warn
+
+
+@pytest.mark.parametrize("value", ["0", "false", "OFF", " no "])
+def test_the_ways_to_say_off(tmp_path: Path, value: str) -> None:
+    status, finder = native.select(fake_build(tmp_path), {native.ENV: value})
+    assert not status.compiled and finder is not None
+
+
+def test_a_value_that_is_neither_says_so_and_runs_compiled(tmp_path: Path) -> None:
+    status, finder = native.select(fake_build(tmp_path), {native.ENV: "fast"})
+    assert status.compiled and finder is None
+    assert status.reason == "compiled with mypyc (PCG_NATIVE='fast' is not 0 or 1: taken as 1)"
+    assert status.warn
 
 
 def test_no_build_is_pure_python_with_nothing_to_hide(tmp_path: Path) -> None:
