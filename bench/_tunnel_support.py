@@ -26,10 +26,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -797,6 +798,32 @@ def main(argv: list[str] | None = None) -> int:
 
 class BenchError(RuntimeError):
     pass
+
+
+def run_script(
+    name: str,
+    bench: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str] | None,
+    error_exit: int = 2,
+) -> int:
+    """Run ``bench`` in a temporary directory on uvloop (when installed), stop every child it
+    started, and print its result: ``render(result)``, or one JSON object when ``render`` is
+    None. A :class:`BenchError` is printed and exits ``error_exit``."""
+    from protocol.aio.loop import run as run_loop
+
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"pcg-bench-{name}-") as tmp:
+            result = run_loop(bench(Path(tmp)))
+    except BenchError as exc:
+        print(f"bench/{name}.py: {exc}", file=sys.stderr)
+        return error_exit
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stop_all_children()
+    print(json.dumps(result, indent=2) if render is None else render(result))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,6 @@ import _tunnel_support as support  # noqa: E402
 from _tunnel_support import Tunnel, keepalive_latencies, start_origin, time_transfer  # noqa: E402
 
 import protocol  # noqa: E402
-from protocol.aio.loop import run as run_loop  # noqa: E402
 from protocol.frames import MiB  # noqa: E402
 from protocol.native import ENV  # noqa: E402
 
@@ -247,16 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     support.raise_nofile_limit()
-    with tempfile.TemporaryDirectory(prefix="pcg-bench-native-") as tmp:
-        try:
-            result = run_loop(bench(QUICK if args.quick else DEFAULT, Path(tmp)), use_uvloop=True)
-        except support.BenchError as exc:
-            print(f"bench/native.py: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            support.stop_all_children()
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
+    profile = QUICK if args.quick else DEFAULT
+    render = None if args.json else format_table
+    return support.run_script("native", lambda workdir: bench(profile, workdir), render)
 
 
 if __name__ == "__main__":

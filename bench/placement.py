@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +47,6 @@ from _ssh_support import SshReverseForward, find_openssh, process_tree  # noqa: 
 from _tunnel_support import HOST, Tunnel, keepalive_latencies, start_origin  # noqa: E402
 
 import protocol  # noqa: E402
-from protocol.aio.loop import run as run_loop  # noqa: E402
 
 #: name -> CPU index (of the ones this process may use) for relay A (hub, sshd), relay B
 #: (agent, ssh client) and this process; None: free
@@ -230,19 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         return 77
     signal.signal(signal.SIGTERM, _terminate)
     profile = QUICK if args.quick else DEFAULT
-    try:
-        with tempfile.TemporaryDirectory(prefix="pcg-placement-") as tmp:
-            result = run_loop(bench(profile, Path(tmp)))
-    except support.BenchError as exc:
-        print(f"placement.py: {exc}", file=sys.stderr)
-        return 77
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        support.stop_all_children()
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
+    render = None if args.json else format_table
+    return support.run_script("placement", lambda workdir: bench(profile, workdir), render, 77)
 
 
 if __name__ == "__main__":
