@@ -4,7 +4,7 @@ Everything else about the package is in pyproject.toml. Without ``PCG_NATIVE=1``
 the package is pure Python. With it, the modules in :data:`NATIVE_MODULES` are compiled to C
 extensions from the same typed source, and a manifest of the sources they were built from is
 written next to them; :mod:`protocol.native` loads the compiled modules only while every source
-still matches it (docs/native.md says why and how).
+still matches it (protocol/NATIVE.md says why and how).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,9 +44,10 @@ MANIFEST = "protocol/native-build.json"
 GROUP = "protocol._compiled"
 
 
-def manifest() -> dict[str, object]:
-    files = sorted({p for pattern in MANIFEST_SOURCES for p in ROOT.glob(pattern)})
-    return {
+def manifest() -> str:
+    """The manifest's text: the compiled modules and a hash of every source beside them."""
+    files = sorted(p for pattern in MANIFEST_SOURCES for p in ROOT.glob(pattern))
+    content = {
         "modules": [
             *(m.removesuffix(".py").replace("/", ".") for m in NATIVE_MODULES),
             f"{GROUP}__mypyc",
@@ -55,6 +57,12 @@ def manifest() -> dict[str, object]:
             for p in files
         },
     }
+    return json.dumps(content, indent=1, sort_keys=True) + "\n"
+
+
+#: the manifest of the sources being compiled, taken before the compiler reads them: a source
+#: edited during the build then fails the check at run time (pure Python) instead of passing it
+_BUILT_FROM: str | None = None
 
 
 class BuildNative(build_ext):
@@ -62,31 +70,43 @@ class BuildNative(build_ext):
 
     def run(self) -> None:
         super().run()
-        if not self.extensions:
+        if not self.extensions or _BUILT_FROM is None:
             return
-        text = json.dumps(manifest(), indent=1, sort_keys=True) + "\n"
-        targets = [ROOT / MANIFEST] if self.inplace else [Path(self.build_lib) / MANIFEST]
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+        target = ROOT / MANIFEST if self.inplace else Path(self.build_lib) / MANIFEST
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(_BUILT_FROM)
+
+
+def wants_native() -> bool:
+    value = os.environ.get("PCG_NATIVE", "0").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"PCG_NATIVE={value!r}: set 1 to compile the data path with mypyc, or 0")
 
 
 def native_extensions() -> list[object]:
-    if os.environ.get("PCG_NATIVE", "0") != "1":
+    global _BUILT_FROM
+    # only a build compiles: pip also runs this file for the metadata, which needs no C
+    if not wants_native() or {"egg_info", "dist_info"} & set(sys.argv[1:]):
         return []
     from mypyc.build import mypycify
 
-    # mypy's own settings for the build: the package's strict ones are for `make typecheck`
-    config = Path(tempfile.mkdtemp(prefix="pcg-native-")) / "mypy.ini"
-    config.write_text("[mypy]\npython_version = 3.11\nignore_missing_imports = True\n")
-    return list(
-        mypycify(
-            ["--config-file", str(config), *NATIVE_MODULES],
-            opt_level="3",
-            group_name=GROUP,
-            target_dir="build/native",  # the generated C
+    _BUILT_FROM = manifest()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    with tempfile.TemporaryDirectory(prefix="pcg-native-") as tmp:
+        # mypy's own settings for the build: the package's strict ones are `make typecheck`'s
+        config = Path(tmp) / "mypy.ini"
+        config.write_text(f"[mypy]\npython_version = {version}\nignore_missing_imports = True\n")
+        return list(
+            mypycify(
+                ["--config-file", str(config), *NATIVE_MODULES],
+                opt_level="3",
+                group_name=GROUP,
+                target_dir="build/native",  # the generated C
+            )
         )
-    )
 
 
 setup(ext_modules=native_extensions(), cmdclass={"build_ext": BuildNative})

@@ -325,7 +325,7 @@ def _hello(body: object) -> Hello:
     values = {name: body.get(name, default) for name, default in defaults.items()}
     # checked here, not left to Settings: compiled (protocol/NATIVE.md), its int fields take
     # True as 1 and refuse a float with TypeError before its own checks run
-    wrong = [f"{name}={value!r}" for name, value in values.items() if type(value) is not int]
+    wrong = [f"{name}={value!r:.40}" for name, value in values.items() if type(value) is not int]
     if wrong:
         raise _fail(f"HELLO settings must be integers: {', '.join(wrong)}")
     try:

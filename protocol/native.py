@@ -62,19 +62,26 @@ class SourceFinder(importlib.abc.MetaPathFinder):
         if fullname not in self.names:
             return None
         source = self.root.parent.joinpath(*fullname.split(".")).with_suffix(".py")
+        if not source.is_file():  # the compiled build's shared library: no source, not needed
+            return None
         return importlib.util.spec_from_file_location(fullname, source)
 
 
 def compiled_modules(root: Path) -> frozenset[str]:
-    """The modules of the package at ``root`` that have an extension module for this Python."""
+    """The modules of the package at ``root`` that have an extension module for this Python
+    (a package imported from a zip has none: it is not a directory)."""
     suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     found: set[str] = set()
     for sub in _PACKAGE_DIRS:
+        folder = root / sub
+        if not folder.is_dir():
+            continue
         prefix = ".".join(p for p in (root.name, sub) if p)
-        for path in (root / sub).iterdir():
+        for path in folder.iterdir():
             suffix = next((s for s in suffixes if path.name.endswith(s)), None)
-            if suffix is not None:
-                found.add(f"{prefix}.{path.name.removesuffix(suffix)}")
+            stem = path.name.removesuffix(suffix) if suffix is not None else ""
+            if stem and "." not in stem:  # not another Python's (x.cpython-312-....so)
+                found.add(f"{prefix}.{stem}")
     return frozenset(found)
 
 
@@ -82,13 +89,20 @@ def stale_reason(root: Path, compiled: frozenset[str]) -> str | None:
     """Why the compiled build at ``root`` must not run, or None if it matches its sources."""
     try:
         manifest = json.loads((root / MANIFEST).read_text())
-        modules = frozenset(manifest["modules"])
-        sources: Mapping[str, str] = manifest["sources"]
+        modules = manifest["modules"]
+        sources = manifest["sources"]
     except FileNotFoundError:
         return f"compiled modules but no {MANIFEST}: rebuild with `make native` or remove them"
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"{MANIFEST} is unreadable ({exc}): rebuild with `make native`"
-    if modules != compiled:
+        return f"{MANIFEST} is unreadable ({exc!r}): rebuild with `make native`"
+    if not (
+        isinstance(modules, list)
+        and all(isinstance(m, str) for m in modules)
+        and isinstance(sources, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items())
+    ):
+        return f"{MANIFEST} is not a build manifest: rebuild with `make native`"
+    if frozenset(modules) != compiled:
         return f"the compiled modules do not match {MANIFEST}: rebuild with `make native`"
     for name, digest in sources.items():
         source = root.parent / name

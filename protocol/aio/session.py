@@ -115,7 +115,7 @@ class TunnelSession:
         self._channel: Channel | None = None
         self._pull: Transport | None = None
         # told apart by what they have, not isinstance: a Protocol class checked at run time
-        # does not survive compilation (docs/native.md)
+        # does not survive compilation (protocol/NATIVE.md)
         if hasattr(transport, "attach"):
             self._channel = cast(Channel, transport)
         else:

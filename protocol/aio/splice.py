@@ -125,7 +125,8 @@ class SocketRelay(asyncio.Protocol):
     # ------------------------------------------------------------------ internals
 
     def _send(self, view: memoryview) -> bool:
-        """Write ``view`` to the stream; False if some of it waits for credit (``_pending``)."""
+        """Write ``view`` to the stream; False if some of it waits for credit (``_pending``),
+        True if all of it went, or the stream failed (the relay is then over)."""
         try:
             n = self.stream.try_write(view)
         except (StreamResetError, ConnectionClosed, ConnectionResetError):
@@ -143,7 +144,7 @@ class SocketRelay(asyncio.Protocol):
 
     def _resume(self) -> None:
         # what _send returns, not a second look at self._pending: that was just set to None
-        # here, and compiled code (docs/native.md) trusts the type it was narrowed to
+        # here, and compiled code (protocol/NATIVE.md) trusts the type it was narrowed to
         view, self._pending = self._pending, None
         if view is not None and not self._send(view):
             return

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,12 @@ def test_a_changed_source_runs_pure_python_and_names_the_file(tmp_path: Path) ->
         (lambda root: (root / native.MANIFEST).write_text("{"), "native-build.json is unreadable"),
         (lambda root: (root / f"windows{SUFFIX}").write_bytes(b""), "do not match"),
         (lambda root: (root / "frames.py").unlink(), "protocol/frames.py changed"),
+        (
+            lambda root: (root / native.MANIFEST).write_text('{"modules": [], "sources": []}'),
+            "native-build.json is not a build manifest",
+        ),
     ],
-    ids=["no-manifest", "bad-manifest", "extra-module", "source-gone"],
+    ids=["no-manifest", "bad-manifest", "extra-module", "source-gone", "wrong-shape"],
 )
 def test_a_build_that_cannot_be_trusted_runs_pure_python(tmp_path: Path, damage, expected) -> None:
     root = fake_build(tmp_path)
@@ -107,10 +112,23 @@ def test_no_build_is_pure_python_with_nothing_to_hide(tmp_path: Path) -> None:
 
 def test_the_source_finder_loads_the_py_file(tmp_path: Path) -> None:
     root = fake_build(tmp_path)
-    finder = native.SourceFinder(root, frozenset({"protocol.frames"}))
+    finder = native.SourceFinder(root, frozenset({"protocol.frames", "protocol._compiled__mypyc"}))
     spec = finder.find_spec("protocol.frames", None)
     assert spec is not None and spec.origin == str(root / "frames.py")
-    assert finder.find_spec("protocol.rpc", None) is None
+    assert finder.find_spec("protocol.rpc", None) is None  # not its business
+    assert finder.find_spec("protocol._compiled__mypyc", None) is None  # no source to load
+
+
+def test_another_pythons_build_is_not_this_ones(tmp_path: Path) -> None:
+    root = fake_build(tmp_path)
+    (root / "aio" / "session.cpython-399-x86_64-linux-gnu.so").write_bytes(b"")
+    assert native.compiled_modules(root) == {"protocol.frames", "protocol._compiled__mypyc"}
+    assert native.select(root, {})[0].compiled
+
+
+def test_a_package_that_is_not_a_directory_has_no_build(tmp_path: Path) -> None:
+    """Imported from a zip, the package's path is no directory: pure Python, no error."""
+    assert native.compiled_modules(tmp_path / "app.zip" / "protocol") == frozenset()
 
 
 # --- the real build, in this checkout (make native) ----------------------------------------
@@ -123,8 +141,20 @@ needs_build = pytest.mark.skipif(
 )
 
 
+PROBE = """
+import importlib.machinery, sys
+import protocol, protocol.aio.session as s, protocol.connection
+suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+loaded = [n for n, m in sys.modules.items() if n.startswith("protocol")]
+compiled = [n for n in loaded if (getattr(sys.modules[n], "__file__", "") or "").endswith(suffixes)]
+# all or none: every protocol module that has a compiled build is loaded from it, or none is
+assert compiled == [] or {"protocol.connection", "protocol._compiled__mypyc"} <= set(compiled)
+print(protocol.NATIVE.compiled, s.__file__, len(compiled))
+"""
+
+
 def probe(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    code = "import protocol, protocol.aio.session as s; print(protocol.NATIVE.compiled, s.__file__)"
+    code = PROBE
     clean = {k: v for k, v in os.environ.items() if k not in (native.ENV, "PYTHONPATH")}
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -140,10 +170,11 @@ def probe(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_the_checkout_loads_its_compiled_modules_or_its_sources_on_request() -> None:
     compiled = probe(REPO, {})
     assert compiled.returncode == 0, compiled.stderr
-    flag, path = compiled.stdout.split()
-    assert flag == "True" and path.endswith(SUFFIX)
+    flag, path, count = compiled.stdout.split()
+    assert flag == "True" and path.endswith(SUFFIX) and int(count) >= 8
     pure = probe(REPO, {native.ENV: "0"})
-    assert pure.stdout.split() == ["False", str(REPO / "protocol" / "aio" / "session.py")]
+    assert pure.returncode == 0, pure.stderr
+    assert pure.stdout.split() == ["False", str(REPO / "protocol" / "aio" / "session.py"), "0"]
     assert "RuntimeWarning" not in pure.stderr  # asked for, not a surprise
 
 
@@ -157,13 +188,17 @@ def test_an_edited_checkout_runs_its_sources_and_warns(tmp_path: Path) -> None:
         f.write("\n# edited after the build\n")
     run = probe(copy, {})
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", str(copy / "protocol" / "aio" / "session.py")]
+    assert run.stdout.split() == ["False", str(copy / "protocol" / "aio" / "session.py"), "0"]
     assert "protocol/connection.py changed since the compiled build" in run.stderr
     assert "RuntimeWarning" in run.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) to build a wheel with")
+@pytest.mark.skipif(
+    not Path(sysconfig.get_paths()["include"], "Python.h").exists(),
+    reason="no Python.h for this Python (python3-dev) to build a wheel with",
+)
 def test_a_wheel_built_with_pcg_native_installs_and_runs_compiled(tmp_path: Path) -> None:
     """What Dockerfile.agent does: PCG_NATIVE=1 pip wheel from the sources it copies."""
     source = tmp_path / "src"
@@ -198,4 +233,5 @@ def test_a_wheel_built_with_pcg_native_installs_and_runs_compiled(tmp_path: Path
     assert "protocol.aio.session" in manifest["modules"]
     run = probe(site, {})
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["True", str(site / "protocol" / "aio" / f"session{SUFFIX}")]
+    flag, path, _ = run.stdout.split()
+    assert [flag, path] == ["True", str(site / "protocol" / "aio" / f"session{SUFFIX}")]
