@@ -424,7 +424,15 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _targets(result: dict[str, Any]) -> list[str]:
     targets, checks, ok = result["targets"], result["checks"], result["ok"]
-    return [
+    pure = (
+        []
+        if result["data_path"] == "compiled with mypyc"
+        else [
+            f"(Hub and agent ran {result['data_path']}; the agent image and the make targets "
+            "build the compiled data path: protocol/NATIVE.md.)"
+        ]
+    )
+    return pure + [
         f"Target: bulk tunnel/ssh -R >= {targets['bulk_vs_ssh_min']}x (worse direction): "
         f"{checks['bulk_vs_ssh']:.2f}x {_verdict(ok['bulk_vs_ssh'])}; goal 1x "
         f"{'met' if checks['bulk_goal_1x_met'] else 'not met'}",
