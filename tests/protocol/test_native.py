@@ -49,9 +49,8 @@ def test_a_build_that_matches_its_sources_runs_compiled(tmp_path: Path) -> None:
 
 def test_a_changed_source_runs_pure_python_and_names_the_file(tmp_path: Path) -> None:
     root = fake_build(tmp_path)
-    (root / "aio" / "session.py").write_text(
-        "Y = 3\n"
-    )  # not compiled, but beside the ones that are
+    # not compiled itself, but beside the ones that are
+    (root / "aio" / "session.py").write_text("Y = 3\n")
     status, finder = native.select(root, {})
     assert not status.compiled
     assert "protocol/aio/session.py changed since the compiled build" in status.reason
