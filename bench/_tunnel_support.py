@@ -267,6 +267,20 @@ class Tunnel:
                 raise RuntimeError(f"the agent did not connect within {timeout}s{_tail(agent_log)}")
             await asyncio.sleep(0.05)
 
+    def pids(self) -> list[int]:
+        """The hub's and the agent's process ids, once started."""
+        assert self.hub is not None and self.agent is not None
+        return [self.hub.pid, self.agent.pid]
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time the hub and the agent have used so far (0 for one whose /proc is gone)."""
+        hub, agent = (cpu_seconds(pid) or 0.0 for pid in self.pids())
+        return hub, agent
+
+    def relay_cpu(self) -> float:
+        """Both relays' CPU seconds so far: what a request or a transfer costs the tunnel."""
+        return sum(self.cpu_seconds())
+
     def connect_head(self, port: int) -> bytes:
         return (
             f"CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"

@@ -231,15 +231,11 @@ async def bench_all(profile: Profile, openssh: OpenSsh, workdir: Path) -> dict[s
         await tunnel.start()
         await ssh.start()
         setup_seconds = time.perf_counter() - started
-        assert tunnel.hub is not None and tunnel.agent is not None
-        hub_pid, agent_pid = tunnel.hub.pid, tunnel.agent.pid
-
-        def tunnel_cpu() -> float:
-            return (support.cpu_seconds(hub_pid) or 0.0) + (support.cpu_seconds(agent_pid) or 0.0)
-
         paths = {
             "direct": Route((HOST, origin_port), None, None),
-            "tunnel": Route(tunnel.connect_addr, tunnel.connect_head(origin_port), tunnel_cpu),
+            "tunnel": Route(
+                tunnel.connect_addr, tunnel.connect_head(origin_port), tunnel.relay_cpu
+            ),
             "ssh": Route((HOST, ssh.forward_port), None, ssh.cpu_seconds),
         }
         started = time.perf_counter()

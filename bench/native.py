@@ -65,15 +65,6 @@ class Build:
     tunnel: Tunnel
     head: bytes
 
-    def relay_cpu(self) -> float:
-        assert self.tunnel.hub is not None and self.tunnel.agent is not None
-        hub = support.cpu_seconds(self.tunnel.hub.pid) or 0.0
-        return hub + (support.cpu_seconds(self.tunnel.agent.pid) or 0.0)
-
-    def pids(self) -> list[int]:
-        assert self.tunnel.hub is not None and self.tunnel.agent is not None
-        return [self.tunnel.hub.pid, self.tunnel.agent.pid]
-
 
 def _turns(builds: dict[str, Build], index: int) -> list[tuple[str, Build]]:
     order = list(builds.items())
@@ -86,11 +77,11 @@ async def c1_rounds(builds: dict[str, Build], profile: Profile) -> dict[str, Any
     for index in range(profile.rounds):
         for name, build in _turns(builds, index):
             await asyncio.sleep(profile.pause)
-            cpu0 = build.relay_cpu()
+            cpu0 = build.tunnel.relay_cpu()
             got, _ = await keepalive_latencies(
                 build.tunnel.connect_addr, build.head, 1, 500, 200, 10
             )
-            cpu[name] += build.relay_cpu() - cpu0
+            cpu[name] += build.tunnel.relay_cpu() - cpu0
             samples[name].extend(got)
     served = profile.rounds * 700
     return {
@@ -108,11 +99,11 @@ async def c100(builds: dict[str, Build], profile: Profile) -> dict[str, Any]:
     served = dict.fromkeys(builds, 0)
     for index in range(max(2, profile.rounds // 4)):
         for name, build in _turns(builds, index):
-            cpu0 = build.relay_cpu()
+            cpu0 = build.tunnel.relay_cpu()
             got, wall = await keepalive_latencies(
                 build.tunnel.connect_addr, build.head, 100, 10**9, 1000, profile.c100_seconds
             )
-            cpu[name] += build.relay_cpu() - cpu0
+            cpu[name] += build.tunnel.relay_cpu() - cpu0
             served[name] += len(got) + 1000
             rates[name].append(len(got) / wall)
     return {
@@ -130,9 +121,9 @@ async def bulk(builds: dict[str, Build], profile: Profile, direction: str) -> di
     cpu = dict.fromkeys(builds, 0.0)
     for index in range(profile.bulk_rounds):
         for name, build in _turns(builds, index):
-            cpu0 = build.relay_cpu()
+            cpu0 = build.tunnel.relay_cpu()
             seconds = await time_transfer(build.tunnel.connect_addr, build.head, direction, n, 120)
-            cpu[name] += build.relay_cpu() - cpu0
+            cpu[name] += build.tunnel.relay_cpu() - cpu0
             speeds[name].append(n / seconds / 1e6)
     gigabytes = n * profile.bulk_rounds / 1e9
     return {
@@ -172,14 +163,14 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
             allowed = set(os.sched_getaffinity(0))
             one = {min(allowed)}
             for build in builds.values():
-                _pin(build.pids(), one)
+                _pin(build.tunnel.pids(), one)
             os.sched_setaffinity(0, one)
             try:
                 result["c1_one_cpu"] = await c1_rounds(builds, profile)
             finally:
                 os.sched_setaffinity(0, allowed)
                 for build in builds.values():
-                    _pin(build.pids(), allowed)
+                    _pin(build.tunnel.pids(), allowed)
         result["c100"] = await c100(builds, profile)
         result["bulk_download"] = await bulk(builds, profile, "download")
         result["bulk_upload"] = await bulk(builds, profile, "upload")

@@ -141,14 +141,13 @@ async def bench(profile: Profile, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         await tunnel.start()
-        assert tunnel.hub is not None and tunnel.agent is not None
-        hub, agent = tunnel.hub.pid, tunnel.agent.pid
+        hub, agent = tunnel.pids()
         paths = {
             "tunnel": Route(
                 tunnel.connect_addr,
                 tunnel.connect_head(origin_port),
                 lambda: ([hub], [agent]),
-                lambda: (support.cpu_seconds(hub) or 0.0) + (support.cpu_seconds(agent) or 0.0),
+                tunnel.relay_cpu,
             )
         }
         if ssh is not None:

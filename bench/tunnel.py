@@ -103,12 +103,6 @@ CONCURRENCY = (1, 100)
 # 1. Bulk
 
 
-def _cpu(tunnel: Tunnel) -> tuple[float, float]:
-    assert tunnel.hub is not None and tunnel.agent is not None
-    hub, agent = support.cpu_seconds(tunnel.hub.pid), support.cpu_seconds(tunnel.agent.pid)
-    return hub or 0.0, agent or 0.0
-
-
 async def bench_bulk(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict[str, Any]:
     n = profile.bulk_bytes
     timeout = max(60.0, n / 10e6)  # >= 10 MB/s or it is broken
@@ -128,9 +122,9 @@ async def bench_bulk(profile: Profile, tunnel: Tunnel, origin_port: int) -> dict
         raw_copy.append(n / raw_seconds / 1e6)
         for direction, row in rows.items():
             row["direct"].append(n / await time_transfer(origin, None, direction, n, timeout) / 1e6)
-            hub0, agent0 = _cpu(tunnel)
+            hub0, agent0 = tunnel.cpu_seconds()
             seconds = await time_transfer(tunnel.connect_addr, head, direction, n, timeout)
-            hub1, agent1 = _cpu(tunnel)
+            hub1, agent1 = tunnel.cpu_seconds()
             row["tunnel"].append(n / seconds / 1e6)
             row["ratio"].append(raw_seconds / seconds)
             row["hub_cpu"].append((hub1 - hub0) / (n / 1e9))
