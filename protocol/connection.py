@@ -42,7 +42,7 @@ from protocol.frames import (
     Settings,
     Window,
     data_frame_span,
-    decode_message,
+    decode_batch,
     encode,
     encode_data_header,
 )
@@ -183,7 +183,8 @@ class TunnelConnection:
                     stream_id, start = span
                     self._receive_data_frame(stream_id, message[start:], events)
                     return events
-            for frame in decode_message(message, self.local_settings.max_message_size):
+            # every other message: decode_message's own single-DATA check was just made here
+            for frame in decode_batch(message, self.local_settings.max_message_size):
                 self._receive_frame(frame, now, events)
                 if self.closed:
                     break

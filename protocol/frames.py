@@ -32,6 +32,7 @@ __all__ = [
     "Reset",
     "Settings",
     "Window",
+    "decode_batch",
     "decode_message",
     "encode",
 ]
@@ -403,6 +404,23 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
     Raises :class:`FrameDecodeError` with code FRAME_TOO_LARGE for an oversize message and
     PROTOCOL_ERROR for anything else that is wrong, including a message that ends mid-frame.
     """
+    _check_size(message, max_message_size)
+    # The hot path: a message that is one DATA frame (a small request or response) is read
+    # without a msgpack unpacker; for a message of many frames the unpacker is faster.
+    found = _data_frame_at(message)
+    if found is not None:
+        return [found]
+    return _decode_general(message)
+
+
+def decode_batch(message: bytes, max_message_size: int) -> list[Frame]:
+    """:func:`decode_message` without its single-DATA fast path, for a caller that has made
+    that check itself (:func:`data_frame_span`): the same frames and the same errors."""
+    _check_size(message, max_message_size)
+    return _decode_general(message)
+
+
+def _check_size(message: bytes, max_message_size: int) -> None:
     if len(message) > max_message_size:
         raise _fail(
             f"message of {len(message)} bytes exceeds max_message_size {max_message_size}",
@@ -410,12 +428,6 @@ def decode_message(message: bytes, max_message_size: int) -> list[Frame]:
         )
     if not message:
         raise _fail("empty message")
-    # The hot path: a message that is one DATA frame (a small request or response) is read
-    # without a msgpack unpacker; for a message of many frames the unpacker is faster.
-    found = _data_frame_at(message)
-    if found is not None:
-        return [found]
-    return _decode_general(message)
 
 
 def _data_frame_at(message: bytes) -> Data | None:
